@@ -1,0 +1,227 @@
+"""Shared base class for every detector in sklearn-ood.
+
+A detector only writes two hooks:
+
+* ``_fit(X, y)`` learns its statistics from the in-distribution (ID) rows;
+* ``_score(X)`` returns one score per row, *higher for more in-distribution*.
+
+Everything else -- parameter and input validation, the label convention
+(``y < 0`` marks out-of-distribution rows), the ``contamination`` threshold
+``offset_``, ``decision_function``, ``predict`` and ``fit_predict`` -- lives
+here so that all detectors behave the same way (see ``DESIGN.md``).
+"""
+
+from numbers import Real
+
+import numpy as np
+from sklearn.base import BaseEstimator, OutlierMixin, _fit_context
+from sklearn.utils._param_validation import Interval
+from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
+
+__all__ = ["BaseDetector", "check_ood_labels"]
+
+
+def check_ood_labels(y, n_samples):
+    """Validate OOD-convention labels and return them as an int64 array.
+
+    Labels are integers: ``y >= 0`` is the class of an in-distribution row,
+    ``y < 0`` marks an out-of-distribution row. Float arrays are accepted when
+    every value is integral (``1.0``), anything else raises ``ValueError``.
+
+    Parameters
+    ----------
+    y : array-like of shape (n_samples,)
+        Labels to check.
+    n_samples : int
+        Number of rows of the matching ``X``.
+
+    Returns
+    -------
+    y : ndarray of shape (n_samples,), dtype int64
+    """
+    y = column_or_1d(y, warn=True)
+    if y.shape[0] != n_samples:
+        raise ValueError(
+            f"y has {y.shape[0]} labels but X has {n_samples} rows; they must match."
+        )
+    if y.dtype.kind in "iub":
+        return y.astype(np.int64, copy=False)
+    if y.dtype.kind == "O":
+        try:
+            y = y.astype(np.float64)
+        except (TypeError, ValueError):
+            pass  # strings and other objects: reported below
+    if y.dtype.kind == "f":
+        if not np.all(np.isfinite(y)):
+            raise ValueError("y contains NaN or infinity; labels must be integers.")
+        if np.all(y == np.round(y)):
+            return y.astype(np.int64)
+    raise ValueError(
+        "Unknown label type: y must hold integer labels, the class (>= 0) of in-distribution rows and "
+        "a negative value (e.g. -1) for out-of-distribution rows; got dtype "
+        f"{y.dtype} with non-integer values."
+    )
+
+
+class BaseDetector(OutlierMixin, BaseEstimator):
+    """Base class for OOD detectors: validation, label masks, threshold.
+
+    Subclasses implement ``_fit(X, y)`` and ``_score(X)`` and may set the
+    class attributes below. They list their own hyper-parameters in
+    ``_parameter_constraints`` (merged with ``contamination``) and in
+    ``__init__`` (which only stores them, as scikit-learn requires).
+
+    Class attributes
+    ----------------
+    _requires_labels : bool
+        ``fit`` raises when ``y`` is None.
+    _uses_outliers : bool
+        ``_fit`` receives the OOD rows (``y < 0``) too. Otherwise they are
+        dropped before ``_fit`` and never influence the fitted model.
+    _class_aware : bool
+        ``fit`` sets ``classes_`` to the sorted unique ID labels.
+
+    Parameters
+    ----------
+    contamination : float in (0, 0.5], default=0.05
+        Fraction of the in-distribution fit rows that ``predict`` rejects:
+        ``offset_`` is that quantile of their scores. The default 0.05 is the
+        95 % true-positive-rate operating point used by OOD papers.
+
+    Attributes
+    ----------
+    offset_ : float
+        Threshold: ``decision_function(X) = score_samples(X) - offset_``.
+    n_features_in_ : int
+        Number of columns seen during ``fit``.
+    """
+
+    _parameter_constraints: dict = {
+        "contamination": [Interval(Real, 0, 0.5, closed="right")],
+    }
+
+    _requires_labels = False
+    _uses_outliers = False
+    _class_aware = False
+
+    def __init__(self, *, contamination=0.05):
+        self.contamination = contamination
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.required = self._requires_labels
+        return tags
+
+    # ------------------------------------------------------------------ fit
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None):
+        """Fit the detector on in-distribution data.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Fit data, e.g. logits or features of the training set.
+        y : array-like of shape (n_samples,), default=None
+            Integer labels: the class of ID rows (>= 0), a negative value for
+            OOD rows. OOD rows are ignored unless the method uses outliers.
+
+        Returns
+        -------
+        self : object
+            Fitted detector.
+        """
+        X = validate_data(self, X, dtype=[np.float64, np.float32])
+        y = self._check_fit_labels(X, y)
+        if y is not None and not self._uses_outliers:
+            id_rows = y >= 0
+            X, y = X[id_rows], y[id_rows]
+        if self._class_aware and y is not None:
+            self.classes_ = np.unique(y[y >= 0])
+        self._fit(X, y)
+        id_rows = slice(None) if y is None else y >= 0
+        self.offset_ = self._offset_from_scores(self._fit_scores(X[id_rows]))
+        return self
+
+    def _check_fit_labels(self, X, y):
+        if y is None:
+            if self._requires_labels:
+                raise ValueError(
+                    f"{type(self).__name__} requires y to be passed, but the target "
+                    "y is None."
+                )
+            return None
+        y = check_ood_labels(y, X.shape[0])
+        if not np.any(y >= 0):
+            raise ValueError(
+                "y marks every row as out-of-distribution (label < 0); fit needs "
+                "in-distribution rows (label >= 0)."
+            )
+        return y
+
+    def _fit(self, X, y):
+        """Learn the detector's statistics; no-op for score-only methods."""
+
+    def _score(self, X):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _fit_scores(self, X_id):
+        """Scores of the ID fit rows used to set ``offset_``.
+
+        Detectors that memorise their fit data override this to score each
+        fit row without itself, so that the threshold is honest.
+        """
+        return self._score(X_id)
+
+    def _offset_from_scores(self, scores):
+        return float(np.percentile(scores, 100.0 * self.contamination))
+
+    # ---------------------------------------------------------------- score
+    def _validate_score_input(self, X):
+        check_is_fitted(self)
+        return validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
+
+    def score_samples(self, X):
+        """In-distribution score of each row: higher is more in-distribution.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Data to score.
+
+        Returns
+        -------
+        scores : ndarray of shape (n_samples,)
+            Same floating dtype as ``X`` (float64 for integer input).
+        """
+        X = self._validate_score_input(X)
+        scores = np.asarray(self._score(X))
+        return scores.astype(X.dtype, copy=False)
+
+    def decision_function(self, X):
+        """Shifted score: ``score_samples(X) - offset_``; negative means OOD.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Data to score.
+
+        Returns
+        -------
+        decision : ndarray of shape (n_samples,)
+        """
+        scores = self.score_samples(X)
+        return scores - scores.dtype.type(self.offset_)
+
+    def predict(self, X):
+        """Predict +1 for in-distribution rows and -1 for OOD rows.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Data to classify.
+
+        Returns
+        -------
+        labels : ndarray of shape (n_samples,), dtype int
+        """
+        return np.where(self.decision_function(X) >= 0, 1, -1)
