@@ -65,7 +65,10 @@ def one_seed(seed, X, y):
         for ood_name, X_ood in ood_sets.items():
             scores = np.concatenate([id_scores, detector.score_samples(logits(X_ood))])
             y_true = np.r_[np.zeros(len(id_scores), int), -np.ones(len(X_ood), int)]
-            results[name, ood_name] = (auroc(y_true, scores), fpr_at_tpr(y_true, scores))
+            results[name, ood_name] = (
+                auroc(y_true, scores),
+                fpr_at_tpr(y_true, scores),
+            )
     return results
 
 

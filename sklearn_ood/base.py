@@ -57,8 +57,9 @@ def check_ood_labels(y, n_samples):
         if np.all(y == np.round(y)):
             return y.astype(np.int64)
     raise ValueError(
-        "Unknown label type: y must hold integer labels, the class (>= 0) of in-distribution rows and "
-        "a negative value (e.g. -1) for out-of-distribution rows; got dtype "
+        "Unknown label type: y must hold integer labels, the class (>= 0) of "
+        "in-distribution rows and a negative value (e.g. -1) for "
+        "out-of-distribution rows; got dtype "
         f"{y.dtype} with non-integer values."
     )
 

@@ -1,0 +1,149 @@
+"""The shared detector base: labels, threshold, validation, registry."""
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+
+import sklearn_ood
+from sklearn_ood import all_detectors
+from sklearn_ood.base import BaseDetector, check_ood_labels
+from sklearn_ood.detectors import Energy, MaxSoftmax
+
+
+class CentroidDistance(BaseDetector):
+    """Test-local class-aware detector: minus the distance to the nearest mean."""
+
+    _class_aware = True
+
+    def _fit(self, X, y):
+        labels = np.zeros(len(X), int) if y is None else y
+        self.means_ = np.array([X[labels == c].mean(axis=0) for c in np.unique(labels)])
+
+    def _score(self, X):
+        d = np.linalg.norm(X[:, None, :] - self.means_[None], axis=2)
+        return -d.min(axis=1)
+
+
+def _data(seed=0):
+    rng = np.random.default_rng(seed)
+    X = np.vstack([rng.normal(c, 0.3, size=(30, 2)) for c in (0.0, 3.0, 6.0)])
+    y = np.repeat([3, 7, 12], 30)
+    return X, y
+
+
+def test_classes_are_the_sorted_id_labels_and_need_not_be_contiguous():
+    X, y = _data()
+    y = y.copy()
+    y[:5] = -1
+    det = CentroidDistance().fit(X, y)
+    np.testing.assert_array_equal(det.classes_, [3, 7, 12])
+    assert det.means_.shape == (3, 2)
+
+
+def test_ood_rows_are_dropped_before_fit():
+    X, y = _data()
+    X_ood = np.full((10, 2), 100.0)
+    with_ood = CentroidDistance().fit(np.vstack([X, X_ood]), np.r_[y, -np.ones(10)])
+    without = CentroidDistance().fit(X, y)
+    np.testing.assert_array_equal(with_ood.means_, without.means_)
+    assert with_ood.offset_ == without.offset_
+
+
+@pytest.mark.parametrize("contamination", [0.01, 0.05, 0.2, 0.5])
+def test_offset_rejects_the_contamination_share_of_id_rows(contamination):
+    X = np.random.default_rng(0).normal(size=(2000, 4))
+    det = Energy(contamination=contamination).fit(X)
+    rejected = np.mean(det.predict(X) == -1)
+    assert abs(rejected - contamination) <= 1 / 2000
+    np.testing.assert_allclose(
+        det.offset_, np.quantile(det.score_samples(X), contamination)
+    )
+
+
+def test_decision_function_predict_and_fit_predict():
+    X = np.random.default_rng(1).normal(size=(50, 3))
+    det = MaxSoftmax().fit(X)
+    np.testing.assert_allclose(
+        det.decision_function(X), det.score_samples(X) - det.offset_
+    )
+    pred = det.predict(X)
+    assert pred.dtype.kind == "i" and set(pred) <= {-1, 1}
+    np.testing.assert_array_equal(MaxSoftmax().fit_predict(X), pred)
+
+
+def test_float32_decision_function_matches_predict():
+    X = np.random.default_rng(2).normal(size=(300, 3)).astype(np.float32)
+    det = Energy().fit(X)
+    decision = det.decision_function(X)
+    assert decision.dtype == np.float32
+    np.testing.assert_array_equal(det.predict(X), np.where(decision >= 0, 1, -1))
+
+
+@pytest.mark.parametrize(
+    "y, match",
+    [
+        (np.array([0.5, 1.0, 2.0, 0.0]), "integer labels"),
+        (np.array(["a", "b", "a", "b"]), "Unknown label type"),
+        (np.array([0, 1, 2]), "3 labels but X has 4 rows"),
+        (np.array([-1, -1, -2, -1]), "every row as out-of-distribution"),
+        (np.array([0, np.nan, 1, 1]), "NaN"),
+    ],
+)
+def test_bad_labels_raise(y, match):
+    with pytest.raises(ValueError, match=match):
+        Energy().fit(np.zeros((4, 2)), y)
+
+
+def test_integral_float_and_object_labels_are_accepted():
+    np.testing.assert_array_equal(
+        check_ood_labels(np.array([1.0, -1.0, 0.0]), 3), [1, -1, 0]
+    )
+    np.testing.assert_array_equal(
+        check_ood_labels(np.array([1, -1, 0], dtype=object), 3), [1, -1, 0]
+    )
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_inputs_raise(bad):
+    X = np.zeros((5, 3))
+    det = Energy().fit(X)
+    X_bad = X.copy()
+    X_bad[2, 1] = bad
+    with pytest.raises(ValueError, match="NaN|infinity"):
+        Energy().fit(X_bad)
+    with pytest.raises(ValueError, match="NaN|infinity"):
+        det.score_samples(X_bad)
+
+
+@pytest.mark.parametrize("contamination", [0, -0.1, 0.51, 1.0])
+def test_contamination_outside_half_open_interval_raises(contamination):
+    with pytest.raises(ValueError, match="contamination"):
+        Energy(contamination=contamination).fit(np.zeros((5, 3)))
+
+
+def test_clone_keeps_parameters_and_drops_fitted_state():
+    det = MaxSoftmax(temperature=3.0, contamination=0.1).fit(np.zeros((5, 2)))
+    copy = clone(det)
+    assert copy.get_params() == det.get_params()
+    assert not hasattr(copy, "offset_")
+
+
+def test_registry_lists_detectors_once_sorted_and_public():
+    detectors = all_detectors(include_torch=False)
+    names = [name for name, _ in detectors]
+    assert names == sorted(set(names))
+    assert all(issubclass(cls, BaseDetector) for _, cls in detectors)
+    assert "BaseDetector" not in names
+    assert sklearn_ood.all_detectors is all_detectors
+
+
+def test_import_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, sklearn_ood, sklearn_ood.detectors, sklearn_ood.metrics; "
+        "sklearn_ood.all_detectors(include_torch=False); "
+        "assert 'torch' not in sys.modules, 'torch was imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
