@@ -16,52 +16,11 @@ from numbers import Real
 import numpy as np
 from sklearn.base import BaseEstimator, OutlierMixin, _fit_context
 from sklearn.utils._param_validation import Interval
-from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from sklearn_ood._labels import check_ood_labels
 
 __all__ = ["BaseDetector", "check_ood_labels"]
-
-
-def check_ood_labels(y, n_samples):
-    """Validate OOD-convention labels and return them as an int64 array.
-
-    Labels are integers: ``y >= 0`` is the class of an in-distribution row,
-    ``y < 0`` marks an out-of-distribution row. Float arrays are accepted when
-    every value is integral (``1.0``), anything else raises ``ValueError``.
-
-    Parameters
-    ----------
-    y : array-like of shape (n_samples,)
-        Labels to check.
-    n_samples : int
-        Number of rows of the matching ``X``.
-
-    Returns
-    -------
-    y : ndarray of shape (n_samples,), dtype int64
-    """
-    y = column_or_1d(y, warn=True)
-    if y.shape[0] != n_samples:
-        raise ValueError(
-            f"y has {y.shape[0]} labels but X has {n_samples} rows; they must match."
-        )
-    if y.dtype.kind in "iub":
-        return y.astype(np.int64, copy=False)
-    if y.dtype.kind == "O":
-        try:
-            y = y.astype(np.float64)
-        except (TypeError, ValueError):
-            pass  # strings and other objects: reported below
-    if y.dtype.kind == "f":
-        if not np.all(np.isfinite(y)):
-            raise ValueError("y contains NaN or infinity; labels must be integers.")
-        if np.all(y == np.round(y)):
-            return y.astype(np.int64)
-    raise ValueError(
-        "Unknown label type: y must hold integer labels, the class (>= 0) of "
-        "in-distribution rows and a negative value (e.g. -1) for "
-        "out-of-distribution rows; got dtype "
-        f"{y.dtype} with non-integer values."
-    )
 
 
 class BaseDetector(OutlierMixin, BaseEstimator):

@@ -86,7 +86,7 @@ def test_float32_decision_function_matches_predict():
         (np.array(["a", "b", "a", "b"]), "Unknown label type"),
         (np.array([0, 1, 2]), "3 labels but X has 4 rows"),
         (np.array([-1, -1, -2, -1]), "every row as out-of-distribution"),
-        (np.array([0, np.nan, 1, 1]), "NaN"),
+        (np.array([0, np.nan, 1, 1]), "NaN or infinity"),
     ],
 )
 def test_bad_labels_raise(y, match):
