@@ -20,7 +20,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from sklearn_ood._labels import check_ood_labels
 
-__all__ = ["BaseDetector", "check_ood_labels"]
+__all__ = ["BaseDetector", "PartialFitMixin", "check_ood_labels"]
 
 
 class BaseDetector(OutlierMixin, BaseEstimator):
@@ -90,17 +90,22 @@ class BaseDetector(OutlierMixin, BaseEstimator):
         self : object
             Fitted detector.
         """
-        X = validate_data(self, X, dtype=[np.float64, np.float32])
+        X, y = self._validate_fit_data(X, y, reset=True)
+        if self._class_aware and y is not None:
+            self.classes_ = np.unique(y[y >= 0])
+        self._fit(X, y)
+        X_id = X if y is None else X[y >= 0]
+        self.offset_ = self._offset_from_scores(self._fit_scores(X_id))
+        return self
+
+    def _validate_fit_data(self, X, y, reset):
+        """Validate ``X`` and labels; drop OOD rows unless the method uses them."""
+        X = validate_data(self, X, dtype=[np.float64, np.float32], reset=reset)
         y = self._check_fit_labels(X, y)
         if y is not None and not self._uses_outliers:
             id_rows = y >= 0
             X, y = X[id_rows], y[id_rows]
-        if self._class_aware and y is not None:
-            self.classes_ = np.unique(y[y >= 0])
-        self._fit(X, y)
-        id_rows = slice(None) if y is None else y >= 0
-        self.offset_ = self._offset_from_scores(self._fit_scores(X[id_rows]))
-        return self
+        return X, y
 
     def _check_fit_labels(self, X, y):
         if y is None:
@@ -185,3 +190,91 @@ class BaseDetector(OutlierMixin, BaseEstimator):
         labels : ndarray of shape (n_samples,), dtype int
         """
         return np.where(self.decision_function(X) >= 0, 1, -1)
+
+
+class PartialFitMixin:
+    """``partial_fit`` for detectors whose fit is a sum over rows.
+
+    Mix in *before* :class:`BaseDetector`. The detector implements three hooks
+    instead of ``_fit``:
+
+    * ``_reset_stats(X, y)`` creates empty accumulators (float64 sums);
+    * ``_update_stats(X, y)`` adds one chunk of ID rows to them;
+    * ``_finalize_stats()`` derives the fitted model (means, precisions, ...).
+
+    ``fit`` runs the three once; ``partial_fit`` resets on its first call and
+    then only updates and finalizes, so fitting in chunks gives the same model
+    as one ``fit`` up to floating-point rounding.
+
+    The threshold ``offset_`` needs scores of the fit rows under the *final*
+    model, which streaming cannot revisit. ``partial_fit`` therefore keeps a
+    uniform random sample (reservoir sampling, seeded, at most
+    ``_offset_sample_size`` = 10,000 ID rows) and sets ``offset_`` from its
+    scores after every call. While fewer rows than that have been seen, the
+    sample holds all of them and ``offset_`` equals the one of ``fit``.
+    """
+
+    _offset_sample_size = 10_000
+
+    def _fit(self, X, y):
+        self._reset_stats(X, y)
+        self._update_stats(X, y)
+        self._finalize_stats()
+        self._start_offset_sample(X if y is None else X[y >= 0])
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X, y=None):
+        """Update the detector with one chunk of fit data.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            One chunk of fit data.
+        y : array-like of shape (n_samples,), default=None
+            Integer labels of the chunk (negative = OOD, ignored).
+
+        Returns
+        -------
+        self : object
+            Updated detector.
+        """
+        first_call = not hasattr(self, "offset_")
+        X, y = self._validate_fit_data(X, y, reset=first_call)
+        if self._class_aware and y is not None:
+            seen = np.unique(y[y >= 0])
+            self.classes_ = seen if first_call else np.union1d(self.classes_, seen)
+        X_id = X if y is None else X[y >= 0]
+        if first_call:
+            self._reset_stats(X, y)
+            self._start_offset_sample(X_id[:0])
+        self._update_stats(X, y)
+        self._finalize_stats()
+        self._add_to_offset_sample(X_id)
+        self.offset_ = self._offset_from_scores(self._fit_scores(self._offset_sample_))
+        return self
+
+    def _start_offset_sample(self, X_id):
+        """Start the offset sample from a whole fit set: a uniform subset."""
+        self._offset_rng_ = np.random.default_rng(0)
+        self.n_samples_seen_ = len(X_id)
+        cap = self._offset_sample_size
+        if len(X_id) > cap:
+            keep = np.sort(self._offset_rng_.choice(len(X_id), cap, replace=False))
+            X_id = X_id[keep]
+        self._offset_sample_ = X_id.copy()
+
+    def _add_to_offset_sample(self, X_id):
+        """Reservoir sampling (Vitter's algorithm R) of the ID fit rows."""
+        room = max(0, self._offset_sample_size - len(self._offset_sample_))
+        if room:
+            self._offset_sample_ = np.concatenate([self._offset_sample_, X_id[:room]])
+            self.n_samples_seen_ += len(X_id[:room])
+            X_id = X_id[room:]
+        if len(X_id):
+            # The t-th row seen replaces a random slot with probability cap / t.
+            seen = self.n_samples_seen_ + np.arange(1, len(X_id) + 1)
+            slots = np.floor(self._offset_rng_.random(len(X_id)) * seen).astype(int)
+            kept = slots < self._offset_sample_size
+            for row, slot in zip(X_id[kept], slots[kept]):
+                self._offset_sample_[slot] = row
+            self.n_samples_seen_ += len(X_id)

@@ -6,7 +6,7 @@ from sklearn.base import clone
 
 import sklearn_ood
 from sklearn_ood import all_detectors
-from sklearn_ood.base import BaseDetector, check_ood_labels
+from sklearn_ood.base import BaseDetector, PartialFitMixin, check_ood_labels
 from sklearn_ood.detectors import Energy, MaxSoftmax
 
 
@@ -147,3 +147,56 @@ def test_import_does_not_import_torch():
         "assert 'torch' not in sys.modules, 'torch was imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+class MeanDistance(PartialFitMixin, BaseDetector):
+    """Test-local streaming detector: minus the distance to the ID mean."""
+
+    def _reset_stats(self, X, y):
+        self.sum_, self.count_ = np.zeros(X.shape[1]), 0
+
+    def _update_stats(self, X, y):
+        self.sum_ += X.sum(axis=0, dtype=np.float64)
+        self.count_ += len(X)
+
+    def _finalize_stats(self):
+        self.mean_ = self.sum_ / self.count_
+
+    def _score(self, X):
+        return -np.linalg.norm(X - self.mean_, axis=1)
+
+
+def test_partial_fit_in_chunks_equals_fit_while_the_sample_holds_every_row():
+    X = np.random.default_rng(0).normal(size=(900, 3))
+    y = np.r_[np.zeros(800, int), -np.ones(100, int)]
+    whole = MeanDistance().fit(X, y)
+    chunked = MeanDistance()
+    for rows in np.array_split(np.arange(900), 7):
+        chunked.partial_fit(X[rows], y[rows])
+    np.testing.assert_allclose(chunked.mean_, whole.mean_, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(chunked.offset_, whole.offset_, rtol=1e-12)
+    assert chunked.n_samples_seen_ == whole.n_samples_seen_ == 800
+
+
+def test_partial_fit_offset_sample_is_bounded_and_uniform(monkeypatch):
+    monkeypatch.setattr(MeanDistance, "_offset_sample_size", 200)
+    X = np.arange(20_000, dtype=float)[:, None]
+    det = MeanDistance()
+    for chunk in np.array_split(X, 50):
+        det.partial_fit(chunk)
+    sample = det._offset_sample_[:, 0]
+    assert sample.shape == (200,) and len(np.unique(sample)) == 200
+    assert det.n_samples_seen_ == 20_000
+    # A uniform sample of 0..19999 has mean ~10000 (sd of the mean ~400).
+    assert abs(sample.mean() - 10_000) < 2_000
+    # fit followed by partial_fit keeps streaming from the fitted state.
+    det = MeanDistance().fit(X[:1000])
+    det.partial_fit(X[1000:2000])
+    np.testing.assert_allclose(det.mean_, X[:2000].mean(axis=0))
+    assert det.n_samples_seen_ == 2000
+
+
+def test_partial_fit_rejects_a_changed_feature_count():
+    det = MeanDistance().partial_fit(np.zeros((5, 3)))
+    with pytest.raises(ValueError, match="features"):
+        det.partial_fit(np.zeros((5, 4)))
