@@ -1,0 +1,92 @@
+"""The classifier's last linear layer, as head-aware detectors take it."""
+
+import numpy as np
+
+__all__ = ["check_head"]
+
+
+def _to_numpy(value):
+    """Array from a NumPy array, a list or a torch tensor (without importing torch)."""
+    if hasattr(value, "detach"):
+        value = value.detach().cpu().numpy()
+    return np.asarray(value, dtype=np.float64)
+
+
+def check_head(head, n_features):
+    """Return the weights ``W`` and bias ``b`` of a linear classification head.
+
+    The head maps features to logits: ``logits = X @ W.T + b``.
+
+    Parameters
+    ----------
+    head : tuple, object or callable
+        One of:
+
+        * a pair ``(W, b)`` of arrays of shapes ``(n_classes, n_features)`` and
+          ``(n_classes,)``; ``b`` may be None (no bias);
+        * an object with ``weight`` and ``bias`` attributes, such as a torch
+          ``nn.Linear`` (tensors are detached and copied to the CPU);
+        * a fitted scikit-learn linear model with ``coef_`` and ``intercept_``.
+          A binary model (one row of ``coef_``) becomes the equivalent
+          two-class head ``[0, w]``, ``[0, b]``, whose softmax is the model's
+          ``predict_proba``;
+        * a callable ``head(n_features)`` returning one of the above, for
+          heads built once the feature count is known.
+    n_features : int
+        Number of feature columns the head must accept.
+
+    Returns
+    -------
+    W : ndarray of shape (n_classes, n_features), dtype float64
+    b : ndarray of shape (n_classes,), dtype float64
+
+    Raises
+    ------
+    ValueError
+        If the shapes do not match each other or ``n_features``, or the
+        weights are not finite.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_ood.detectors import check_head
+    >>> W, b = check_head((np.eye(2, 3), None), n_features=3)
+    >>> W.shape, b
+    ((2, 3), array([0., 0.]))
+    """
+    binary = False
+    if hasattr(head, "weight") and hasattr(head, "bias"):
+        W, b = head.weight, head.bias
+    elif hasattr(head, "coef_") and hasattr(head, "intercept_"):
+        W, b = head.coef_, head.intercept_
+        binary = np.ndim(W) == 2 and np.shape(W)[0] == 1 and len(head.classes_) == 2
+    elif isinstance(head, (tuple, list)) and len(head) == 2:
+        W, b = head
+    elif callable(head):
+        return check_head(head(n_features), n_features)
+    else:
+        raise ValueError(
+            "head must be a (W, b) pair, an object with weight and bias (torch "
+            "nn.Linear), a fitted scikit-learn linear model (coef_, intercept_) "
+            f"or a callable returning one of them; got {type(head).__name__}."
+        )
+    W = _to_numpy(W)
+    if W.ndim != 2:
+        raise ValueError(
+            f"head weights must be 2-D (n_classes, n_features), got {W.shape}."
+        )
+    b = np.zeros(W.shape[0]) if b is None else np.atleast_1d(_to_numpy(b))
+    if binary:
+        W, b = np.vstack([np.zeros_like(W), W]), np.r_[0.0, b]
+    if b.shape != (W.shape[0],):
+        raise ValueError(
+            f"head bias has shape {b.shape} but the weights have {W.shape[0]} rows "
+            f"(classes); expected shape ({W.shape[0]},)."
+        )
+    if W.shape[1] != n_features:
+        raise ValueError(
+            f"head expects {W.shape[1]} input features but X has {n_features} features."
+        )
+    if not (np.all(np.isfinite(W)) and np.all(np.isfinite(b))):
+        raise ValueError("head weights and bias must be finite.")
+    return W, b

@@ -1,0 +1,68 @@
+"""check_head: every accepted form of a linear head gives the same (W, b)."""
+
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression
+
+from sklearn_ood.detectors import check_head
+
+
+def _linear_data(n_classes, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(60, 4))
+    y = np.arange(60) % n_classes
+    return X, y
+
+
+def test_pair_with_and_without_bias():
+    W = np.arange(6.0).reshape(2, 3)
+    W_out, b_out = check_head((W, [1.0, 2.0]), n_features=3)
+    np.testing.assert_array_equal(W_out, W)
+    np.testing.assert_array_equal(b_out, [1.0, 2.0])
+    np.testing.assert_array_equal(check_head((W, None), 3)[1], [0.0, 0.0])
+
+
+def test_torch_linear_layer():
+    torch = pytest.importorskip("torch")
+    layer = torch.nn.Linear(3, 2)
+    W, b = check_head(layer, n_features=3)
+    np.testing.assert_allclose(W, layer.weight.detach().numpy())
+    np.testing.assert_allclose(b, layer.bias.detach().numpy())
+    no_bias = torch.nn.Linear(3, 2, bias=False)
+    np.testing.assert_array_equal(check_head(no_bias, 3)[1], [0.0, 0.0])
+
+
+def test_multiclass_sklearn_model_reproduces_decision_function():
+    X, y = _linear_data(3)
+    model = LogisticRegression().fit(X, y)
+    W, b = check_head(model, n_features=4)
+    np.testing.assert_allclose(X @ W.T + b, model.decision_function(X))
+
+
+def test_binary_sklearn_model_becomes_two_class_head():
+    X, y = _linear_data(2)
+    model = LogisticRegression().fit(X, y)
+    W, b = check_head(model, n_features=4)
+    logits = X @ W.T + b
+    softmax = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(softmax, model.predict_proba(X))
+
+
+def test_callable_head_is_built_for_the_feature_count():
+    W, b = check_head(lambda d: (np.ones((2, d)), np.zeros(2)), n_features=5)
+    assert W.shape == (2, 5)
+
+
+@pytest.mark.parametrize(
+    "head, match",
+    [
+        ((np.ones((2, 3)), np.ones(3)), "expected shape \\(2,\\)"),
+        ((np.ones((2, 4)), np.ones(2)), "expects 4 input features but X has 3"),
+        ((np.ones(3), np.ones(1)), "must be 2-D"),
+        ((np.full((2, 3), np.nan), np.ones(2)), "finite"),
+        ("not a head", "must be a \\(W, b\\) pair"),
+    ],
+)
+def test_bad_heads_raise(head, match):
+    with pytest.raises(ValueError, match=match):
+        check_head(head, n_features=3)
