@@ -98,6 +98,27 @@ class BaseDetector(OutlierMixin, BaseEstimator):
         self.offset_ = self._offset_from_scores(self._fit_scores(X_id))
         return self
 
+    def fit_predict(self, X, y=None, **kwargs):
+        """Fit on ``X`` (and ``y``), then predict +1 (ID) / -1 (OOD) for ``X``.
+
+        Unlike ``OutlierMixin.fit_predict`` this passes ``y`` on to ``fit``,
+        which class-aware detectors need.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Fit data.
+        y : array-like of shape (n_samples,), default=None
+            Integer labels (negative = OOD).
+        **kwargs : dict
+            Passed to ``fit``.
+
+        Returns
+        -------
+        labels : ndarray of shape (n_samples,), dtype int
+        """
+        return self.fit(X, y, **kwargs).predict(X)
+
     def _validate_fit_data(self, X, y, reset):
         """Validate ``X`` and labels; drop OOD rows unless the method uses them."""
         X = validate_data(self, X, dtype=[np.float64, np.float32], reset=reset)

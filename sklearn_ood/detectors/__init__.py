@@ -1,5 +1,7 @@
 """NumPy-only OOD detectors, grouped by what they consume."""
 
+from sklearn_ood.detectors._fitted_logits import KLMatching, TemperatureScaling
+from sklearn_ood.detectors._head import check_head
 from sklearn_ood.detectors._logits import (
     GEN,
     Energy,
@@ -8,12 +10,17 @@ from sklearn_ood.detectors._logits import (
     MaxSoftmax,
     WeightedEnergy,
 )
+from sklearn_ood.detectors._openmax import OpenMax
 
 __all__ = [
     "GEN",
     "Energy",
     "Entropy",
+    "KLMatching",
     "MaxLogit",
     "MaxSoftmax",
+    "OpenMax",
+    "TemperatureScaling",
     "WeightedEnergy",
+    "check_head",
 ]

@@ -1,0 +1,324 @@
+"""Logit-space detectors that learn something from the fit logits.
+
+Each takes logits of shape ``(n_samples, n_classes)``. In logit space a class
+label *is* the index of its logit column, so labels must lie in
+``0 .. n_classes - 1`` (they need not all occur: ``{3, 7, 12}`` with 13 logit
+columns is fine). :class:`~sklearn_ood.detectors.OpenMax` lives in
+``_openmax.py``.
+"""
+
+import warnings
+
+import numpy as np
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils._param_validation import StrOptions
+
+from sklearn_ood.base import BaseDetector
+from sklearn_ood.detectors._softmax import log_softmax64
+
+__all__ = ["KLMatching", "TemperatureScaling"]
+
+# Search interval of the fitted temperature (optima reported for real networks
+# lie between about 1 and 3); an optimum outside it gives its edge and a
+# ConvergenceWarning.
+_T_BOUNDS = (1e-3, 1e3)
+
+# Probabilities of a typical posterior are clipped at this value before the
+# logarithm, so that log(0) never occurs (log(tiny) is about -708.4).
+_EPS = np.finfo(np.float64).tiny
+
+
+def _check_n_classes(X, name):
+    """Refuse logits of a single class: their softmax is the constant 1."""
+    if X.shape[1] < 2:
+        raise ValueError(
+            f"{name} needs logits of at least 2 classes; got n_features = {X.shape[1]}."
+        )
+
+
+def _check_logit_labels(y, n_classes, name):
+    """Refuse ID labels that do not index a logit column."""
+    if y is not None and y.size and y.max() >= n_classes:
+        raise ValueError(
+            f"{name} reads a label as the index of its logit column, but y "
+            f"contains label {int(y.max())} and X has only {n_classes} logit "
+            f"columns; valid class labels are 0..{n_classes - 1} (negative "
+            "labels mark out-of-distribution rows)."
+        )
+
+
+def _group_sums(values, groups):
+    """Per-group row sums and counts of ``values``, groups sorted ascending.
+
+    Returns ``(unique_groups, sums, counts)``; a sort plus ``np.add.reduceat``
+    avoids both a Python loop over groups and the slow ``np.add.at``.
+    """
+    unique, inverse, counts = np.unique(groups, return_inverse=True, return_counts=True)
+    order = np.argsort(inverse, kind="stable")
+    starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
+    sums = np.add.reduceat(values[order], starts, axis=0)
+    return unique, sums, counts
+
+
+def _nll_slope(X, true_logit, beta):
+    """First and second derivative of the mean NLL in beta = 1 / T.
+
+    ``NLL'(beta) = mean_i(E_p[l_i] - l_{i, y_i})`` and
+    ``NLL''(beta) = mean_i Var_p[l_i]`` with ``p = softmax(beta l_i)``.
+    """
+    p = X * beta
+    p -= p.max(axis=1, keepdims=True)
+    np.exp(p, out=p)
+    p /= p.sum(axis=1, keepdims=True)
+    mean = np.einsum("ij,ij->i", p, X)
+    centred = X - mean[:, np.newaxis]
+    var = np.einsum("ij,ij,ij->i", p, centred, centred)
+    return np.mean(mean - true_logit), np.mean(var)
+
+
+def _root_of_slope(X, true_logit, lo, hi, rtol=1e-13, max_iter=200):
+    """Root of the increasing ``NLL'(beta)`` with ``NLL'(lo) < 0 < NLL'(hi)``.
+
+    Newton steps inside the shrinking bracket ``[lo, hi]``; a step that would
+    leave it is replaced by a bisection in log space. Typically 5 to 8
+    iterations.
+    """
+    beta = min(max(1.0, lo), hi)
+    for _ in range(max_iter):
+        slope, curvature = _nll_slope(X, true_logit, beta)
+        if slope == 0:
+            return beta
+        if slope > 0:
+            hi = beta
+        else:
+            lo = beta
+        step = beta - slope / curvature if curvature > 0 else np.nan
+        if abs(step - beta) <= rtol * beta or hi - lo <= rtol * beta:
+            return float(np.clip(step, lo, hi)) if np.isfinite(step) else beta
+        if not lo < step < hi:
+            step = np.sqrt(lo * hi)
+        beta = step
+    raise RuntimeError("temperature search did not converge")  # pragma: no cover
+
+
+class TemperatureScaling(BaseDetector):
+    r"""Maximum softmax probability after fitting the softmax temperature.
+
+    .. math::
+
+        T^\star = \operatorname*{arg\,min}_{T > 0} \; -\frac{1}{n}
+                  \sum_{i=1}^n \log \operatorname{softmax}(l(x_i) / T)_{y_i},
+        \qquad
+        s(x) = \max_k \operatorname{softmax}(l(x) / T^\star)_k
+
+    Guo et al., "On Calibration of Modern Neural Networks", ICML 2017: the
+    temperature minimises the mean negative log-likelihood (NLL) of the ID
+    labels; the score is then the MSP (:class:`MaxSoftmax`) at that
+    temperature. The NLL is convex in :math:`\beta = 1 / T`, with the
+    increasing derivative :math:`\frac{1}{n} \sum_i \big(\mathbb{E}_{
+    \operatorname{softmax}(\beta l(x_i))}[l(x_i)] - l_{y_i}(x_i)\big)`;
+    :math:`T^\star` is its root, found in float64 by Newton steps safeguarded
+    by bisection over :math:`\beta \in [10^{-3}, 10^{3}]` (so
+    :math:`T \in [10^{-3}, 10^{3}]`) to a relative precision of about
+    :math:`10^{-13}`. Without a root in that interval the edge the NLL falls
+    towards is kept and a ``ConvergenceWarning`` is emitted: :math:`T =
+    10^{-3}` when every fit label is the largest logit of its row (the NLL
+    keeps falling as :math:`T \to 0`), :math:`T = 10^{3}` when the labels are
+    unrelated to the logits (it keeps falling as :math:`T \to \infty`).
+
+    Differences from pytorch-ood 0.4.0 ``TemperatureScaling``: it runs 50
+    L-BFGS iterations (step size 0.01) on a float32 parameter :math:`T`
+    started at 1, which can stop far from the optimum and nothing keeps
+    positive, and returns the negated MSP (an outlier score); here the
+    optimum over :math:`T > 0` is found to float64 precision and the score
+    is the MSP itself.
+
+    Parameters
+    ----------
+    contamination : float in (0, 0.5], default=0.05
+        Fraction of the ID fit rows rejected by ``predict``.
+
+    Attributes
+    ----------
+    temperature_ : float
+        Fitted temperature :math:`T^\star`.
+    classes_ : ndarray of shape (n_labels,)
+        ID labels seen in ``fit`` (each one the index of a logit column).
+    offset_ : float
+        ``decision_function = score_samples - offset_``.
+    n_features_in_ : int
+        Number of classes (logit columns).
+
+    Notes
+    -----
+    ``fit`` requires labels ``y``; a label must be the index of its logit
+    column (``0 <= y < n_classes``), and rows with ``y < 0`` are ignored.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_ood.detectors import TemperatureScaling
+    >>> logits = np.array([[4.0, 0.0], [3.0, 0.0], [0.0, 2.0], [1.0, 0.0]])
+    >>> det = TemperatureScaling().fit(logits, [0, 1, 1, 0])
+    >>> round(det.temperature_, 3)
+    3.476
+    >>> det.score_samples(logits).round(3)
+    array([0.76 , 0.703, 0.64 , 0.571])
+    """
+
+    _requires_labels = True
+    _class_aware = True
+
+    def __init__(self, *, contamination=0.05):
+        super().__init__(contamination=contamination)
+
+    def _fit(self, X, y):
+        name = type(self).__name__
+        _check_n_classes(X, name)
+        _check_logit_labels(y, X.shape[1], name)
+        X = np.asarray(X, dtype=np.float64)
+        true_logit = X[np.arange(X.shape[0]), y]
+        beta_lo, beta_hi = 1.0 / _T_BOUNDS[1], 1.0 / _T_BOUNDS[0]
+        if (
+            np.all(true_logit >= X.max(axis=1))
+            or _nll_slope(X, true_logit, beta_hi)[0] <= 0
+        ):
+            beta, edge = beta_hi, "every fit label is the largest logit of its row"
+        elif _nll_slope(X, true_logit, beta_lo)[0] >= 0:
+            beta, edge = beta_lo, "the fit labels are unrelated to the logits"
+        else:
+            beta, edge = _root_of_slope(X, true_logit, beta_lo, beta_hi), None
+        if edge is not None:
+            warnings.warn(
+                f"The NLL of the fit labels has no minimum for T in {_T_BOUNDS} "
+                f"({edge}); temperature_ is set to the edge T = {1.0 / beta:g}.",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
+        self.temperature_ = float(1.0 / beta)
+
+    def _score(self, X):
+        # max softmax = exp(max log-softmax): exact and free of overflow.
+        return np.exp(log_softmax64(X, self.temperature_).max(axis=1))
+
+
+class KLMatching(BaseDetector):
+    r"""Negative KL divergence of the softmax to the typical class posteriors.
+
+    .. math::
+
+        d_k = \frac{1}{|I_k|} \sum_{i \in I_k} p(x_i), \qquad
+        \mathrm{KL}(p \,\|\, d_k) = \sum_j p_j \log \frac{p_j}{d_{kj}},
+        \qquad p(x) = \operatorname{softmax}(l(x))
+
+    .. math::
+
+        s_{\text{min}}(x) = -\min_{k} \mathrm{KL}(p(x) \,\|\, d_k), \qquad
+        s_{\text{predicted}}(x) = -\mathrm{KL}(p(x) \,\|\, d_{\hat k(x)}),
+        \quad \hat k(x) = \operatorname*{arg\,max}_j l_j(x)
+
+    Hendrycks et al., "Scaling Out-of-Distribution Detection for Real-World
+    Settings", ICML 2022. :math:`I_k` are the fit rows of class :math:`k`:
+    the rows *labelled* :math:`k` when ``y`` is given, otherwise the rows the
+    model *predicts* as :math:`k` (:math:`\arg\max_j l_j = k`, the paper's
+    label-free recipe). Only classes with at least one such row get a
+    template :math:`d_k` (``classes_``), and :math:`k` runs over those.
+    The divergence is taken from the input's posterior :math:`p(x)` to the
+    template, :math:`\mathrm{KL}(p(x) \,\|\, d_k)`; template probabilities
+    are clipped below at the smallest positive float64
+    (:math:`\approx 2.2 \cdot 10^{-308}`) before the logarithm, and
+    :math:`0 \log 0 = 0`.
+
+    ``match="min"`` is the paper's score. ``match="predicted"`` compares with
+    the template of the predicted class only; a row whose predicted class has
+    no template falls back to the ``"min"`` score.
+
+    Differences from pytorch-ood 0.4.0 ``KLMatching``: it returns
+    :math:`\min_k \mathrm{KL}` (our ``match="min"``, negated) and always
+    groups the fit rows by predicted class, using labels only to drop OOD
+    rows; here labels, when given, define the classes. It has no
+    ``"predicted"`` mode.
+
+    The fit keeps per-class sums and counts of the posteriors, so that the
+    templates can be updated from further batches.
+
+    Parameters
+    ----------
+    match : {"min", "predicted"}, default="min"
+        Which template(s) a row is compared with (see above).
+    contamination : float in (0, 0.5], default=0.05
+        Fraction of the ID fit rows rejected by ``predict``.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_templates,)
+        Classes (logit columns) that have a template, sorted.
+    posterior_sums_ : ndarray of shape (n_templates, n_classes)
+        Sum of the float64 softmax vectors of each class's fit rows.
+    class_counts_ : ndarray of shape (n_templates,)
+        Number of fit rows of each class.
+    templates_ : ndarray of shape (n_templates, n_classes)
+        Typical posteriors :math:`d_k`, ``posterior_sums_ / class_counts_``.
+    offset_ : float
+        ``decision_function = score_samples - offset_``.
+    n_features_in_ : int
+        Number of classes (logit columns).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_ood.detectors import KLMatching
+    >>> logits = np.array([[3.0, 0.0], [5.0, 0.0], [0.0, 4.0], [0.0, 2.0], [1.0, 1.0]])
+    >>> det = KLMatching().fit(logits)  # templates of the predicted classes
+    >>> det.classes_
+    array([0, 1])
+    >>> det.score_samples(logits).round(4)
+    array([-0.0838, -0.174 , -0.0279, -0.0167, -0.2535])
+    >>> det = KLMatching().fit(logits, [0, 0, 1, 1, 1])  # templates of the labels
+    >>> det.score_samples(logits).round(4)
+    array([-0.0065, -0.0112, -0.1722, -0.0296, -0.2009])
+    """
+
+    _parameter_constraints = {
+        **BaseDetector._parameter_constraints,
+        "match": [StrOptions({"min", "predicted"})],
+    }
+
+    _class_aware = True
+
+    def __init__(self, match="min", *, contamination=0.05):
+        super().__init__(contamination=contamination)
+        self.match = match
+
+    def _fit(self, X, y):
+        name = type(self).__name__
+        _check_n_classes(X, name)
+        _check_logit_labels(y, X.shape[1], name)
+        log_p = log_softmax64(X)
+        groups = np.argmax(X, axis=1) if y is None else y
+        classes, sums, counts = _group_sums(np.exp(log_p), groups)
+        self.classes_ = classes
+        self.posterior_sums_ = sums
+        self.class_counts_ = counts
+        self.templates_ = sums / counts[:, np.newaxis]
+
+    def _divergences(self, log_p):
+        """KL(p(x) || d_k) for every row and template, shape (n, n_templates)."""
+        p = np.exp(log_p)
+        log_d = np.log(np.maximum(self.templates_, _EPS))
+        # p * log p is 0 where p underflows to 0 (log_p stays finite).
+        neg_entropy = np.sum(p * log_p, axis=1, keepdims=True)
+        return neg_entropy - p @ log_d.T
+
+    def _score(self, X):
+        log_p = log_softmax64(X)
+        kl = self._divergences(log_p)
+        best = kl.min(axis=1)
+        if self.match == "min":
+            return -best
+        template_of = np.full(X.shape[1], -1)
+        template_of[self.classes_] = np.arange(self.classes_.size)
+        idx = template_of[np.argmax(X, axis=1)]
+        has = idx >= 0
+        best[has] = kl[np.flatnonzero(has), idx[has]]
+        return -best
