@@ -11,6 +11,7 @@ from sklearn_ood import all_detectors
 _HEAD = {"head": RandomLinearHead(n_classes=3)}
 DETECTOR_KWARGS = {
     "OpenMax": {"alpha": 1},  # alpha must not exceed the 2-5 logit columns used
+    **{name: _HEAD for name in ("ViM", "SHE", "fDBD", "NCI")},
 }
 
 # Every expected failure of scikit-learn's checks, with its reason, in one place:
@@ -38,7 +39,21 @@ _TOO_FEW_CORRECT = (
     "and needs at least 3 of them; the check's random labels disagree with "
     "the argmax of its random logits, so a class has fewer and fit raises"
 )
+_NO_CORRECT_ROWS = (
+    "SHE stores the mean feature of each class's correctly classified fit rows; "
+    "the check's labels are unrelated to the random head, so no row is "
+    "classified as its label and fit raises a clear ValueError"
+)
 EXPECTED_FAILED_CHECKS = {
+    "SHE": {
+        name: _NO_CORRECT_ROWS
+        for name in (
+            "check_positive_only_tag_during_fit",
+            "check_dtype_object",
+            "check_pipeline_consistency",
+            "check_estimators_pickle",
+        )
+    },
     "TemperatureScaling": {
         **_LABEL_CHECKS,
         "check_outliers_fit_predict": _NEEDS_Y,

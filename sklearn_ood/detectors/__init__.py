@@ -2,6 +2,7 @@
 
 from sklearn_ood.detectors._fitted_logits import KLMatching, TemperatureScaling
 from sklearn_ood.detectors._head import check_head
+from sklearn_ood.detectors._head_aware import NCI, SHE, fDBD
 from sklearn_ood.detectors._logits import (
     GEN,
     Energy,
@@ -11,12 +12,17 @@ from sklearn_ood.detectors._logits import (
     WeightedEnergy,
 )
 from sklearn_ood.detectors._openmax import OpenMax
+from sklearn_ood.detectors._subspace import ViM
 
 __all__ = [
     "GEN",
     "Energy",
     "Entropy",
     "KLMatching",
+    "NCI",
+    "SHE",
+    "ViM",
+    "fDBD",
     "MaxLogit",
     "MaxSoftmax",
     "OpenMax",

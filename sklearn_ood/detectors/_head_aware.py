@@ -1,0 +1,362 @@
+"""Detectors that score features through the classifier's linear head.
+
+Each reads penultimate features ``X`` and the head ``(W, b)`` with
+``logits = X @ W.T + b``; the predicted class is the arg-max logit (the first
+one on ties). All fits are sums over rows, so each offers ``partial_fit``.
+"""
+
+import warnings
+from numbers import Real
+
+import numpy as np
+from scipy.spatial.distance import cdist
+from sklearn.utils._param_validation import Interval
+
+from sklearn_ood.base import BaseDetector, PartialFitMixin
+from sklearn_ood.detectors._fitted_logits import _group_sums
+from sklearn_ood.detectors._head import check_head
+
+__all__ = ["NCI", "SHE", "fDBD"]
+
+# Floor of the feature distances that fDBD and NCI divide by: a row exactly at
+# the training mean stays finite.
+_MIN_NORM = 1e-12
+
+
+def _is_plain_callable(head):
+    """A head factory, as opposed to a head (torch modules are callable too)."""
+    return (
+        callable(head)
+        and not (hasattr(head, "weight") and hasattr(head, "bias"))
+        and not (hasattr(head, "coef_") and hasattr(head, "intercept_"))
+        and not isinstance(head, (tuple, list))
+    )
+
+
+def _resolve_head(head, n_features):
+    """``(W, b, labels)`` of a head, ``labels[k]`` the class of row ``k``.
+
+    A fitted scikit-learn model names its rows with ``classes_``; any other
+    head's row ``k`` is the class ``k``.
+    """
+    while _is_plain_callable(head):
+        head = head(n_features)
+    W, b = check_head(head, n_features)
+    labels = getattr(head, "classes_", None) if hasattr(head, "coef_") else None
+    if labels is None or len(labels) != len(W):
+        labels = np.arange(len(W))
+    return W, b, np.asarray(labels)
+
+
+def _label_rows(y, head_labels, name):
+    """Row of the head for each label; a clear error for labels it lacks."""
+    sorter = np.argsort(head_labels, kind="stable")
+    pos = np.searchsorted(head_labels[sorter], y)
+    pos_clipped = np.minimum(pos, len(head_labels) - 1)
+    known = (pos < len(head_labels)) & (head_labels[sorter][pos_clipped] == y)
+    if not known.all():
+        raise ValueError(
+            f"{name} matches labels to the rows of the head, but y contains label "
+            f"{y[~known][0].item()!r}, which is not one of the head's classes "
+            f"{head_labels.tolist()!r} (row k of a (W, b) pair or torch layer is "
+            "class k; a scikit-learn model names its rows with classes_)."
+        )
+    return sorter[pos_clipped]
+
+
+def _logits(X, W, b):
+    return np.asarray(X, dtype=np.float64) @ W.T + b
+
+
+def _floored_norm(Z):
+    return np.maximum(np.linalg.norm(Z, axis=1), _MIN_NORM)
+
+
+class SHE(PartialFitMixin, BaseDetector):
+    r"""Simplified Hopfield Energy (SHE): inner product with a stored pattern.
+
+    Zhang et al., "Out-of-Distribution Detection based on In-Distribution
+    Data Patterns Memorization with Modern Hopfield Energy", ICLR 2023. The
+    stored pattern :math:`S_k` of class :math:`k` is the mean of the fit
+    features that the head classifies correctly as :math:`k`; a row is scored
+    against the pattern of its predicted class:
+
+    .. math::
+
+        s(x) = x^\top S_{\hat y(x)}, \qquad \hat y(x) = \arg\max_k l_k(x)
+
+    This is the simplified (inner-product) energy that the paper reports and
+    OpenOOD implements; pytorch-ood 0.4.0's ``SHE`` returns :math:`-s`.
+
+    With ``y=None`` every fit row counts as correctly classified as its
+    predicted class, so :math:`S_k` is the mean of the rows predicted as
+    :math:`k`. Labels are matched to the head's rows: row :math:`k` of a
+    ``(W, b)`` pair or torch layer is class :math:`k`; a fitted scikit-learn
+    model names its rows with ``classes_``. Unlike pytorch-ood, which refuses
+    a fit where a class has no correctly classified row, such a class gets
+    the zero pattern, with a warning: its predicted rows score 0, the lowest
+    possible score for non-negative (post-ReLU) features.
+
+    Parameters
+    ----------
+    head : tuple, object or callable
+        The classifier's last linear layer (see
+        :func:`~sklearn_ood.detectors.check_head`).
+    contamination : float in (0, 0.5], default=0.05
+        Fraction of the ID fit rows rejected by ``predict``.
+
+    Attributes
+    ----------
+    W_, b_ : ndarray of shapes (n_classes, n_features) and (n_classes,)
+        Head weights and bias.
+    head_classes_ : ndarray of shape (n_classes,)
+        Class label of each head row.
+    patterns_ : ndarray of shape (n_classes, n_features)
+        Stored pattern of each head row (zero where none was seen).
+    pattern_counts_ : ndarray of shape (n_classes,)
+        Number of fit rows averaged into each pattern.
+    classes_ : ndarray
+        Sorted ID labels seen in ``fit`` (only when ``y`` is given).
+    offset_ : float
+        ``decision_function = score_samples - offset_``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_ood.detectors._head_aware import SHE
+    >>> W, b = np.eye(2), np.zeros(2)
+    >>> X = np.array([[2.0, 0.0], [4.0, 0.0], [0.0, 3.0]])
+    >>> she = SHE(head=(W, b)).fit(X, y=[0, 0, 1])
+    >>> she.patterns_
+    array([[3., 0.],
+           [0., 3.]])
+    >>> she.score_samples([[1.0, 0.5], [0.0, 1.0]])
+    array([3., 3.])
+    """
+
+    _parameter_constraints = {
+        **BaseDetector._parameter_constraints,
+        "head": [object],  # resolved and checked by check_head in fit
+    }
+    _class_aware = True
+
+    def __init__(self, head, *, contamination=0.05):
+        super().__init__(contamination=contamination)
+        self.head = head
+
+    def _reset_stats(self, X, y):
+        self.W_, self.b_, self.head_classes_ = _resolve_head(self.head, X.shape[1])
+        self.pattern_sums_ = np.zeros_like(self.W_)
+        self.pattern_counts_ = np.zeros(len(self.W_), dtype=np.int64)
+        self.n_fit_rows_ = 0
+
+    def _update_stats(self, X, y):
+        X = np.asarray(X, dtype=np.float64)
+        self.n_fit_rows_ += len(X)
+        pred = _logits(X, self.W_, self.b_).argmax(axis=1)
+        if y is not None:
+            correct = pred == _label_rows(y, self.head_classes_, "SHE")
+            X, pred = X[correct], pred[correct]
+        if len(pred):
+            rows, sums, counts = _group_sums(X, pred)
+            self.pattern_sums_[rows] += sums
+            self.pattern_counts_[rows] += counts
+
+    def _finalize_stats(self):
+        counts = self.pattern_counts_
+        if not counts.any():
+            raise ValueError(
+                "SHE found no fit row that the head classifies as its label (got "
+                f"n_samples = {self.n_fit_rows_} ID rows), so it has no pattern to "
+                "store; check that the labels match the head's classes."
+            )
+        empty = counts == 0
+        if empty.any():
+            warnings.warn(
+                "SHE has no correctly classified fit row for the head classes "
+                f"{self.head_classes_[empty].tolist()}; their patterns are zero, "
+                "so rows predicted as them score 0.",
+                UserWarning,
+                stacklevel=5,
+            )
+        self.patterns_ = self.pattern_sums_ / np.maximum(counts, 1)[:, np.newaxis]
+
+    def _score(self, X):
+        X = np.asarray(X, dtype=np.float64)
+        pred = _logits(X, self.W_, self.b_).argmax(axis=1)
+        return np.einsum("ij,ij->i", X, self.patterns_[pred])
+
+
+class _TrainMeanDetector(PartialFitMixin, BaseDetector):
+    """Shared fit of fDBD and NCI: the head and the mean of the fit features."""
+
+    _parameter_constraints = {
+        **BaseDetector._parameter_constraints,
+        "head": [object],  # resolved and checked by check_head in fit
+    }
+
+    def _reset_stats(self, X, y):
+        self.W_, self.b_ = check_head(self.head, X.shape[1])
+        self.feature_sum_ = np.zeros(X.shape[1])
+        self.n_fit_rows_ = 0
+
+    def _update_stats(self, X, y):
+        self.feature_sum_ += np.sum(X, axis=0, dtype=np.float64)
+        self.n_fit_rows_ += len(X)
+
+    def _finalize_stats(self):
+        self.mean_ = self.feature_sum_ / self.n_fit_rows_
+
+
+class fDBD(_TrainMeanDetector):
+    r"""Fast decision-boundary distance (fDBD), normalised by the mean distance.
+
+    Liu & Qin, "Fast Decision Boundary based Out-of-Distribution Detector",
+    ICML 2024. For the predicted class :math:`\hat y`, the distance from
+    :math:`x` to the hyperplane where :math:`l_{\hat y} = l_c` is
+    :math:`(l_{\hat y}(x) - l_c(x)) / \lVert w_{\hat y} - w_c \rVert`; fDBD
+    averages it over the other classes and divides by the distance to the
+    mean :math:`\mu` of the ID fit features:
+
+    .. math::
+
+        s(x) = \frac{1}{C - 1} \sum_{c \ne \hat y}
+               \frac{l_{\hat y}(x) - l_c(x)}{\lVert w_{\hat y} - w_c \rVert}
+               \Big/ \lVert x - \mu \rVert
+
+    Higher is more ID. pytorch-ood 0.4.0's ``fDBD`` returns :math:`-s`; the
+    authors' code and OpenOOD sum instead of averaging (the same ranking,
+    :math:`C - 1` times larger). :math:`\lVert x - \mu\rVert` is floored at
+    1e-12, so a row at the mean gets a large finite score. Labels are
+    ignored (``y=None`` is the same fit).
+
+    Parameters
+    ----------
+    head : tuple, object or callable
+        The classifier's last linear layer, with at least two distinct rows
+        (see :func:`~sklearn_ood.detectors.check_head`).
+    contamination : float in (0, 0.5], default=0.05
+        Fraction of the ID fit rows rejected by ``predict``.
+
+    Attributes
+    ----------
+    W_, b_ : ndarray of shapes (n_classes, n_features) and (n_classes,)
+        Head weights and bias.
+    mean_ : ndarray of shape (n_features,)
+        Mean :math:`\mu` of the ID fit features.
+    weight_distances_ : ndarray of shape (n_classes, n_classes)
+        :math:`\lVert w_p - w_c \rVert`, with ones on the diagonal.
+    offset_ : float
+        ``decision_function = score_samples - offset_``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_ood.detectors._head_aware import fDBD
+    >>> W, b = np.array([[1.0, 0.0], [-1.0, 0.0]]), np.zeros(2)
+    >>> X = np.array([[2.0, 1.0], [-2.0, -1.0]])
+    >>> fDBD(head=(W, b)).fit(X).score_samples([[3.0, 0.0], [0.1, 3.0]]).round(4)
+    array([1.    , 0.0333])
+    """
+
+    def __init__(self, head, *, contamination=0.05):
+        super().__init__(contamination=contamination)
+        self.head = head
+
+    def _reset_stats(self, X, y):
+        super()._reset_stats(X, y)
+        n_classes = len(self.W_)
+        if n_classes < 2:
+            raise ValueError(
+                f"fDBD needs a head of at least 2 classes; got {n_classes}."
+            )
+        distances = cdist(self.W_, self.W_)  # exact differences, no Gram trick
+        np.fill_diagonal(distances, 1.0)
+        if not np.all(distances > 0):
+            p, c = np.argwhere(distances == 0)[0]
+            raise ValueError(
+                f"head rows {p} and {c} have equal weights, so the decision "
+                "boundary between them is not a hyperplane; fDBD needs distinct "
+                "rows."
+            )
+        self.weight_distances_ = distances
+
+    def _score(self, X):
+        X = np.asarray(X, dtype=np.float64)
+        logits = _logits(X, self.W_, self.b_)
+        pred = logits.argmax(axis=1)
+        gaps = logits[np.arange(len(X)), pred][:, np.newaxis] - logits
+        boundary = np.sum(gaps / self.weight_distances_[pred], axis=1)
+        return boundary / ((len(self.W_) - 1) * _floored_norm(X - self.mean_))
+
+
+class NCI(_TrainMeanDetector):
+    r"""Neural-collapse inspired (NCI) score: class alignment plus feature norm.
+
+    Liu & Qin, "Detecting Out-of-Distribution through the Lens of Neural
+    Collapse", CVPR 2025. Features are centred at the mean :math:`\mu` of
+    the ID fit features; the proximity to the predicted class's weight
+    vector :math:`w_{\hat y}` is added to the :math:`L_1` norm of the raw
+    feature:
+
+    .. math::
+
+        s(x) = \frac{w_{\hat y}^\top (x - \mu)}{\lVert x - \mu \rVert}
+               + \alpha \lVert x \rVert_1
+
+    As in the authors' OpenOOD code and pytorch-ood 0.4.0, the first term is
+    not divided by :math:`\lVert w_{\hat y}\rVert` (neural collapse makes the
+    class norms equal). pytorch-ood returns :math:`-s`. A row exactly at the
+    mean has proximity 0. Labels are ignored (``y=None`` is the same fit).
+
+    Parameters
+    ----------
+    head : tuple, object or callable
+        The classifier's last linear layer (see
+        :func:`~sklearn_ood.detectors.check_head`).
+    alpha : float >= 0, default=1e-4
+        Weight :math:`\alpha` of the norm term. The default is the authors'
+        OpenOOD setting; they tune it over {1e-4, 1e-3, 1e-2, 1e-1} on
+        validation data (its scale depends on the features'), e.g. with
+        ``GridSearchCV`` and an OOD scorer. pytorch-ood's default is 0.
+    contamination : float in (0, 0.5], default=0.05
+        Fraction of the ID fit rows rejected by ``predict``.
+
+    Attributes
+    ----------
+    W_, b_ : ndarray of shapes (n_classes, n_features) and (n_classes,)
+        Head weights and bias.
+    mean_ : ndarray of shape (n_features,)
+        Mean :math:`\mu` of the ID fit features.
+    offset_ : float
+        ``decision_function = score_samples - offset_``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_ood.detectors._head_aware import NCI
+    >>> W, b = np.array([[1.0, 0.0], [-1.0, 0.0]]), np.zeros(2)
+    >>> X = np.array([[2.0, 1.0], [-2.0, -1.0]])
+    >>> nci = NCI(head=(W, b), alpha=0.1).fit(X)
+    >>> nci.score_samples([[3.0, 0.0], [0.0, 3.0]]).round(4)
+    array([1.3, 0.3])
+    """
+
+    _parameter_constraints = {
+        **_TrainMeanDetector._parameter_constraints,
+        "alpha": [Interval(Real, 0, None, closed="left")],
+    }
+
+    def __init__(self, head, alpha=1e-4, *, contamination=0.05):
+        super().__init__(contamination=contamination)
+        self.head = head
+        self.alpha = alpha
+
+    def _score(self, X):
+        X = np.asarray(X, dtype=np.float64)
+        pred = _logits(X, self.W_, self.b_).argmax(axis=1)
+        Z = X - self.mean_
+        proximity = np.einsum("ij,ij->i", Z, self.W_[pred]) / _floored_norm(Z)
+        if self.alpha == 0:
+            return proximity
+        return proximity + self.alpha * np.abs(X).sum(axis=1)

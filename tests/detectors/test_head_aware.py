@@ -1,0 +1,367 @@
+"""SHE, fDBD and NCI against float64 references written from the papers."""
+
+import warnings
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from sklearn.linear_model import LogisticRegression
+
+from sklearn_ood.detectors._head_aware import NCI, SHE, fDBD
+
+DETECTORS = [SHE, fDBD, NCI]
+
+
+def _problem(n=150, d=6, c=4, noise=1.5, seed=0):
+    """Features of a decent linear classifier (some rows misclassified)."""
+    rng = np.random.default_rng(seed)
+    W = rng.normal(size=(c, d))
+    b = rng.normal(size=c)
+    y = rng.integers(0, c, size=n)
+    X = 1.5 * W[y] + noise * rng.normal(size=(n, d))
+    return X, y, W, b
+
+
+def _torch_linear(W, b, dtype):
+    torch = pytest.importorskip("torch")
+    layer = torch.nn.Linear(W.shape[1], W.shape[0]).to(dtype)
+    with torch.no_grad():
+        layer.weight.copy_(torch.from_numpy(W))
+        layer.bias.copy_(torch.from_numpy(b))
+    return layer
+
+
+# ---------------------------------------------------------------- references
+def ref_she(X_fit, y_fit, X, W, b):
+    pred_fit = np.argmax(X_fit @ W.T + b, axis=1)
+    labels = pred_fit if y_fit is None else y_fit
+    patterns = np.array(
+        [X_fit[(pred_fit == k) & (labels == k)].mean(axis=0) for k in range(len(W))]
+    )
+    pred = np.argmax(X @ W.T + b, axis=1)
+    return np.array([x @ patterns[k] for x, k in zip(X, pred)])
+
+
+def ref_fdbd(X_fit, X, W, b):
+    mu = X_fit.mean(axis=0)
+    scores = []
+    for x in X:
+        logits = W @ x + b
+        p = int(np.argmax(logits))
+        dists = [
+            abs((W[p] - W[c]) @ x + b[p] - b[c]) / np.linalg.norm(W[p] - W[c])
+            for c in range(len(W))
+            if c != p
+        ]
+        scores.append(np.mean(dists) / np.linalg.norm(x - mu))
+    return np.array(scores)
+
+
+def ref_nci(X_fit, X, W, b, alpha):
+    mu = X_fit.mean(axis=0)
+    scores = []
+    for x in X:
+        p = int(np.argmax(W @ x + b))
+        z = x - mu
+        scores.append(W[p] @ z / np.sqrt(z @ z) + alpha * np.sum(np.abs(x)))
+    return np.array(scores)
+
+
+def _test_rows():
+    return np.vstack([_problem(n=20, seed=1)[0], 5 * _problem(n=10, seed=2)[0]])
+
+
+@pytest.mark.parametrize("use_labels", [True, False])
+def test_she_matches_reference(use_labels):
+    X, y, W, b = _problem()
+    y_fit = y if use_labels else None
+    det = SHE(head=(W, b)).fit(X, y_fit)
+    X_test = _test_rows()
+    expected = ref_she(X, y_fit, X_test, W, b)
+    np.testing.assert_allclose(det.score_samples(X_test), expected, rtol=1e-12)
+    assert det.offset_ == pytest.approx(
+        np.percentile(ref_she(X, y_fit, X, W, b), 5), rel=1e-12
+    )
+    if use_labels:
+        assert np.mean(np.argmax(X @ W.T + b, axis=1) != y) > 0.05  # filter matters
+        np.testing.assert_array_equal(det.classes_, np.arange(4))
+
+
+def test_fdbd_matches_reference():
+    X, _, W, b = _problem()
+    X_test = _test_rows()
+    det = fDBD(head=(W, b)).fit(X)
+    np.testing.assert_allclose(
+        det.score_samples(X_test), ref_fdbd(X, X_test, W, b), rtol=1e-12
+    )
+    assert det.offset_ == pytest.approx(
+        np.percentile(ref_fdbd(X, X, W, b), 5), rel=1e-12
+    )
+
+
+@pytest.mark.parametrize("alpha", [0.0, 1e-4, 0.3])
+def test_nci_matches_reference(alpha):
+    X, _, W, b = _problem()
+    X_test = _test_rows()
+    det = NCI(head=(W, b), alpha=alpha).fit(X)
+    np.testing.assert_allclose(
+        det.score_samples(X_test), ref_nci(X, X_test, W, b, alpha), rtol=1e-12
+    )
+
+
+@pytest.mark.parametrize("cls", DETECTORS)
+def test_float32_in_float32_out(cls):
+    X, y, W, b = _problem()
+    s64 = cls(head=(W, b)).fit(X, y).score_samples(X)
+    X32 = X.astype(np.float32)
+    s32 = cls(head=(W, b)).fit(X32, y).score_samples(X32)
+    assert s32.dtype == np.float32
+    np.testing.assert_allclose(s32, s64, rtol=1e-4, atol=1e-4)
+
+
+# ------------------------------------------------------- cross-check pytorch-ood
+def test_she_agrees_with_pytorch_ood():
+    torch = pytest.importorskip("torch")
+    detector_module = pytest.importorskip("pytorch_ood.detector")
+    X, y, W, b = _problem()
+    X_test = _test_rows()
+    theirs = detector_module.SHE(None, head=_torch_linear(W, b, torch.float64))
+    theirs.fit_features(torch.from_numpy(X), torch.from_numpy(y))
+    their_scores = theirs.predict_features(torch.from_numpy(X_test)).numpy()
+    ours = SHE(head=(W, b)).fit(X, y).score_samples(X_test)
+    np.testing.assert_allclose(ours, -their_scores, rtol=1e-12)
+
+
+def test_fdbd_agrees_with_pytorch_ood():
+    torch = pytest.importorskip("torch")
+    detector_module = pytest.importorskip("pytorch_ood.detector")
+    X, _, W, b = _problem()
+    X_test = _test_rows()
+    theirs = detector_module.fDBD(None, head=_torch_linear(W, b, torch.float32))
+    theirs.fit_features(torch.from_numpy(X))
+    their_scores = theirs.predict_features(torch.from_numpy(X_test)).double().numpy()
+    ours = fDBD(head=(W, b)).fit(X).score_samples(X_test)
+    np.testing.assert_allclose(ours, -their_scores, rtol=1e-4)  # theirs: float32
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.05])
+def test_nci_agrees_with_pytorch_ood(alpha):
+    torch = pytest.importorskip("torch")
+    detector_module = pytest.importorskip("pytorch_ood.detector")
+    X, _, W, b = _problem()
+    X_test = _test_rows()
+    head = _torch_linear(W, b, torch.float32)
+    theirs = detector_module.NCI(None, head=head, alpha=alpha)
+    theirs.fit_features(torch.from_numpy(X))
+    their_scores = theirs.predict_features(torch.from_numpy(X_test)).double().numpy()
+    ours = NCI(head=(W, b), alpha=alpha).fit(X).score_samples(X_test)
+    np.testing.assert_allclose(ours, -their_scores, rtol=1e-4, atol=1e-5)
+
+
+# ------------------------------------------------------------ heads
+@pytest.mark.parametrize("cls", DETECTORS)
+def test_torch_linear_head(cls):
+    torch = pytest.importorskip("torch")
+    X, y, W, b = _problem()
+    layer = _torch_linear(W, b, torch.float64)
+    np.testing.assert_allclose(
+        cls(head=layer).fit(X, y).score_samples(X),
+        cls(head=(W, b)).fit(X, y).score_samples(X),
+        rtol=1e-12,
+    )
+
+
+def test_she_sklearn_head_maps_labels_through_classes():
+    X, y, _, _ = _problem(noise=3.0)
+    labels = np.array([3, 7, 12, 20])[y]
+    clf = LogisticRegression(max_iter=1000).fit(X, labels)
+    det = SHE(head=clf).fit(X, labels)
+    np.testing.assert_array_equal(det.head_classes_, [3, 7, 12, 20])
+    np.testing.assert_array_equal(det.classes_, [3, 7, 12, 20])
+    # Same as the (W, b) head with labels given as row indices.
+    plain = SHE(head=(clf.coef_, clf.intercept_)).fit(X, y)
+    np.testing.assert_allclose(det.patterns_, plain.patterns_)
+    np.testing.assert_allclose(det.score_samples(X), plain.score_samples(X))
+    correct = clf.predict(X) == labels
+    np.testing.assert_allclose(det.patterns_[1], X[correct & (labels == 7)].mean(0))
+
+
+@pytest.mark.parametrize("cls", [fDBD, NCI])
+def test_sklearn_head(cls):
+    X, y, _, _ = _problem()
+    clf = LogisticRegression(max_iter=1000).fit(X, y)
+    np.testing.assert_allclose(
+        cls(head=clf).fit(X).score_samples(X),
+        cls(head=(clf.coef_, clf.intercept_)).fit(X).score_samples(X),
+    )
+
+
+def test_binary_sklearn_head():
+    X, y, _, _ = _problem(c=2)
+    clf = LogisticRegression().fit(X, y)
+    det = fDBD(head=clf).fit(X)
+    # Two classes: one boundary, the signed margin over ||w||.
+    margin = np.abs(clf.decision_function(X)) / np.linalg.norm(clf.coef_)
+    expected = margin / np.linalg.norm(X - X.mean(axis=0), axis=1)
+    np.testing.assert_allclose(det.score_samples(X), expected, rtol=1e-10)
+    SHE(head=clf).fit(X, y)  # labels 0/1 are the model's classes_
+
+
+# ------------------------------------------------------------ partial_fit
+@pytest.mark.parametrize("cls", DETECTORS)
+def test_partial_fit_in_chunks_equals_fit(cls):
+    X, y, W, b = _problem(n=400)
+    y = np.where(np.arange(400) % 9 == 0, -1, y)
+    order = np.argsort(y, kind="stable")  # classes appear chunk by chunk
+    X, y = X[order], y[order]
+    whole = cls(head=(W, b)).fit(X, y)
+    chunked = cls(head=(W, b))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # SHE: classes not seen yet
+        for rows in np.array_split(np.arange(400), 7):
+            chunked.partial_fit(X[rows], y[rows])
+    if cls is SHE:
+        np.testing.assert_allclose(
+            chunked.patterns_, whole.patterns_, rtol=1e-10, atol=1e-10
+        )
+        np.testing.assert_array_equal(chunked.classes_, whole.classes_)
+    else:
+        np.testing.assert_allclose(chunked.mean_, whole.mean_, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(chunked.offset_, whole.offset_, rtol=1e-10)
+    np.testing.assert_allclose(
+        chunked.score_samples(X), whole.score_samples(X), rtol=1e-10, atol=1e-10
+    )
+
+
+# ------------------------------------------------------------------ errors
+@pytest.mark.parametrize("cls", DETECTORS)
+def test_head_shape_mismatch(cls):
+    X, y, W, b = _problem()
+    with pytest.raises(ValueError, match="expects 5 input features"):
+        cls(head=(W[:, :5], b)).fit(X, y)
+    with pytest.raises(ValueError, match="bias"):
+        cls(head=(W, b[:3])).fit(X, y)
+
+
+def test_she_label_not_in_head():
+    X, y, W, b = _problem()
+    with pytest.raises(ValueError, match="label 4.*head's classes"):
+        SHE(head=(W, b)).fit(X, np.where(y == 0, 4, y))
+
+
+def test_she_class_without_correct_rows_gets_zero_pattern():
+    X, y, W, b = _problem()
+    pred = np.argmax(X @ W.T + b, axis=1)
+    keep = pred != 2  # no row is predicted (so classified correctly) as class 2
+    with pytest.warns(UserWarning, match=r"head classes \[2\]"):
+        det = SHE(head=(W, b)).fit(X[keep], y[keep])
+    np.testing.assert_array_equal(det.patterns_[2], 0.0)
+    assert det.pattern_counts_[2] == 0
+    np.testing.assert_array_equal(det.score_samples(X[~keep]), 0.0)
+
+
+def test_she_no_correct_row():
+    X, y, W, b = _problem()
+    pred = np.argmax(X @ W.T + b, axis=1)
+    with pytest.raises(ValueError, match="no fit row that the head classifies"):
+        SHE(head=(W, b)).fit(X, (pred + 1) % 4)
+
+
+def test_fdbd_needs_distinct_rows():
+    X, _, W, b = _problem()
+    with pytest.raises(ValueError, match="rows 1 and 3 have equal weights"):
+        fDBD(head=(W[[0, 1, 2, 1]], b)).fit(X)
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        fDBD(head=(W[:1], b[:1])).fit(X)
+
+
+@pytest.mark.parametrize("cls", [fDBD, NCI])
+def test_row_at_the_mean_is_finite(cls):
+    X, _, W, b = _problem()
+    det = cls(head=(W, b)).fit(X)
+    score = det.score_samples(X.mean(axis=0, keepdims=True))
+    assert np.all(np.isfinite(score))
+    if cls is NCI:
+        assert score[0] == pytest.approx(1e-4 * np.abs(X.mean(axis=0)).sum())
+
+
+def test_nci_bad_alpha():
+    X, _, W, b = _problem()
+    with pytest.raises(ValueError, match="alpha"):
+        NCI(head=(W, b), alpha=-0.1).fit(X)
+
+
+# ------------------------------------------------------- hypothesis properties
+shapes = st.tuples(
+    st.integers(2, 5), st.integers(2, 4), st.integers(0, 10_000)
+)  # n_features, n_classes, seed
+
+
+def _draw(d, c, seed, n=None):
+    rng = np.random.default_rng(seed)
+    n = n or int(rng.integers(3, 25))
+    W = rng.normal(size=(c, d))
+    b = rng.normal(size=c)
+    y = rng.integers(0, c, size=n)
+    X = 1.5 * W[y] + rng.normal(scale=rng.uniform(0.2, 3), size=(n, d))
+    # Label by the head's own prediction so every SHE class keeps a pattern.
+    y = np.argmax(X @ W.T + b, axis=1)
+    return X, y, W, b
+
+
+def _fit(det, X, y=None):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # SHE: an unpredicted class
+        return det.fit(X, y)
+
+
+@given(shapes, st.randoms(use_true_random=False))
+def test_scores_are_row_wise(shape, random):
+    X, y, W, b = _draw(*shape)
+    perm = np.array(random.sample(range(len(X)), len(X)))
+    for cls in DETECTORS:
+        det = _fit(cls(head=(W, b)), X, y)
+        np.testing.assert_allclose(
+            det.score_samples(X[perm]),
+            det.score_samples(X)[perm],
+            rtol=1e-12,
+            atol=1e-12,
+        )
+
+
+@given(shapes, st.randoms(use_true_random=False))
+def test_invariant_to_permuting_classes(shape, random):
+    X, y, W, b = _draw(*shape)
+    perm = np.array(random.sample(range(len(W)), len(W)))
+    new_label = np.argsort(perm)  # old class k is row new_label[k] afterwards
+    for cls in DETECTORS:
+        scores = _fit(cls(head=(W, b)), X, y).score_samples(X)
+        permuted = _fit(cls(head=(W[perm], b[perm])), X, new_label[y])
+        np.testing.assert_allclose(
+            permuted.score_samples(X), scores, rtol=1e-9, atol=1e-9
+        )
+
+
+@given(shapes, st.integers(1, 10))
+def test_ood_rows_do_not_change_the_fit(shape, n_ood):
+    X, y, W, b = _draw(*shape)
+    X_ood = 10 + _draw(*shape, n=n_ood)[0]
+    X_all = np.vstack([X, X_ood])
+    y_all = np.r_[y, -np.ones(n_ood, int)]
+    for cls in DETECTORS:
+        with_ood = _fit(cls(head=(W, b)), X_all, y_all)
+        without = _fit(cls(head=(W, b)), X, y)
+        assert with_ood.offset_ == without.offset_
+        np.testing.assert_array_equal(
+            with_ood.score_samples(X_all), without.score_samples(X_all)
+        )
+
+
+@given(shapes)
+def test_she_without_labels_is_she_with_predicted_labels(shape):
+    X, y, W, b = _draw(*shape)
+    np.testing.assert_allclose(
+        _fit(SHE(head=(W, b)), X).score_samples(X),
+        _fit(SHE(head=(W, b)), X, y).score_samples(X),
+    )
