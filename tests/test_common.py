@@ -11,7 +11,10 @@ from sklearn_ood import all_detectors
 _HEAD = {"head": RandomLinearHead(n_classes=3)}
 DETECTOR_KWARGS = {
     "OpenMax": {"alpha": 1},  # alpha must not exceed the 2-5 logit columns used
-    **{name: _HEAD for name in ("ViM", "SHE", "fDBD", "NCI")},
+    **{
+        name: _HEAD
+        for name in ("ViM", "SHE", "fDBD", "NCI", "ASH", "DICE", "ReAct", "SCALE")
+    },
 }
 
 # Every expected failure of scikit-learn's checks, with its reason, in one place:

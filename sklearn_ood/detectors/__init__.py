@@ -12,21 +12,27 @@ from sklearn_ood.detectors._logits import (
     WeightedEnergy,
 )
 from sklearn_ood.detectors._openmax import OpenMax
+from sklearn_ood.detectors._shaping import DICE, ReAct
+from sklearn_ood.detectors._shaping_ash import ASH, SCALE
 from sklearn_ood.detectors._subspace import ViM
 
 __all__ = [
-    "GEN",
+    "ASH",
+    "check_head",
+    "DICE",
     "Energy",
     "Entropy",
-    "KLMatching",
-    "NCI",
-    "SHE",
-    "ViM",
     "fDBD",
+    "GEN",
+    "KLMatching",
     "MaxLogit",
     "MaxSoftmax",
+    "NCI",
     "OpenMax",
+    "ReAct",
+    "SCALE",
+    "SHE",
     "TemperatureScaling",
+    "ViM",
     "WeightedEnergy",
-    "check_head",
 ]
