@@ -11,6 +11,7 @@ from sklearn_ood.detectors._logits import (
     MaxSoftmax,
     WeightedEnergy,
 )
+from sklearn_ood.detectors._neighbors import KNN, NNGuide
 from sklearn_ood.detectors._openmax import OpenMax
 from sklearn_ood.detectors._shaping import DICE, ReAct
 from sklearn_ood.detectors._shaping_ash import ASH, SCALE
@@ -25,9 +26,11 @@ __all__ = [
     "fDBD",
     "GEN",
     "KLMatching",
+    "KNN",
     "MaxLogit",
     "MaxSoftmax",
     "NCI",
+    "NNGuide",
     "OpenMax",
     "ReAct",
     "SCALE",
