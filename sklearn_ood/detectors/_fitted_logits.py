@@ -13,7 +13,7 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils._param_validation import StrOptions
 
-from sklearn_ood.base import BaseDetector
+from sklearn_ood.base import BaseDetector, PartialFitMixin
 from sklearn_ood.detectors._softmax import log_softmax64
 
 __all__ = ["KLMatching", "TemperatureScaling"]
@@ -202,7 +202,7 @@ class TemperatureScaling(BaseDetector):
         return np.exp(log_softmax64(X, self.temperature_).max(axis=1))
 
 
-class KLMatching(BaseDetector):
+class KLMatching(PartialFitMixin, BaseDetector):
     r"""Negative KL divergence of the softmax to the typical class posteriors.
 
     .. math::
@@ -239,8 +239,9 @@ class KLMatching(BaseDetector):
     rows; here labels, when given, define the classes. It has no
     ``"predicted"`` mode.
 
-    The fit keeps per-class sums and counts of the posteriors, so that the
-    templates can be updated from further batches.
+    The fit keeps per-class sums and counts of the posteriors, so
+    ``partial_fit`` streams batches of logits and gives the same templates as
+    one ``fit``.
 
     Parameters
     ----------
@@ -290,17 +291,27 @@ class KLMatching(BaseDetector):
         super().__init__(contamination=contamination)
         self.match = match
 
-    def _fit(self, X, y):
-        name = type(self).__name__
-        _check_n_classes(X, name)
-        _check_logit_labels(y, X.shape[1], name)
-        log_p = log_softmax64(X)
+    def _reset_stats(self, X, y):
+        _check_n_classes(X, type(self).__name__)
+        n_classes = X.shape[1]
+        # Accumulators indexed by logit column; classes without rows stay 0.
+        self._column_sums = np.zeros((n_classes, n_classes))
+        self._column_counts = np.zeros(n_classes, dtype=np.int64)
+
+    def _update_stats(self, X, y):
+        _check_logit_labels(y, X.shape[1], type(self).__name__)
+        if len(X) == 0:
+            return
         groups = np.argmax(X, axis=1) if y is None else y
-        classes, sums, counts = _group_sums(np.exp(log_p), groups)
-        self.classes_ = classes
-        self.posterior_sums_ = sums
-        self.class_counts_ = counts
-        self.templates_ = sums / counts[:, np.newaxis]
+        classes, sums, counts = _group_sums(np.exp(log_softmax64(X)), groups)
+        self._column_sums[classes] += sums
+        self._column_counts[classes] += counts
+
+    def _finalize_stats(self):
+        self.classes_ = np.flatnonzero(self._column_counts)
+        self.posterior_sums_ = self._column_sums[self.classes_]
+        self.class_counts_ = self._column_counts[self.classes_]
+        self.templates_ = self.posterior_sums_ / self.class_counts_[:, np.newaxis]
 
     def _divergences(self, log_p):
         """KL(p(x) || d_k) for every row and template, shape (n, n_templates)."""
