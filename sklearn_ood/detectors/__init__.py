@@ -11,6 +11,8 @@ from sklearn_ood.detectors._logits import (
     MaxSoftmax,
     WeightedEnergy,
 )
+from sklearn_ood.detectors._mahalanobis import GMM, RMD, Mahalanobis
+from sklearn_ood.detectors._multi_mahalanobis import MultiMahalanobis
 from sklearn_ood.detectors._neighbors import KNN, NNGuide
 from sklearn_ood.detectors._openmax import OpenMax
 from sklearn_ood.detectors._shaping import DICE, ReAct
@@ -25,14 +27,18 @@ __all__ = [
     "Entropy",
     "fDBD",
     "GEN",
+    "GMM",
     "KLMatching",
     "KNN",
+    "Mahalanobis",
     "MaxLogit",
     "MaxSoftmax",
+    "MultiMahalanobis",
     "NCI",
     "NNGuide",
     "OpenMax",
     "ReAct",
+    "RMD",
     "SCALE",
     "SHE",
     "TemperatureScaling",
