@@ -139,3 +139,11 @@ def test_detector_is_exported(name, cls):
 
     if cls.__module__.startswith("sklearn_ood.detectors"):
         assert getattr(detectors, name) is cls
+
+
+@pytest.mark.parametrize("name, cls", all_detectors())
+def test_docstring_has_formula_example_and_reference_difference(name, cls):
+    doc = cls.__doc__ or ""
+    assert ".. math::" in doc, f"{name}: no formula"
+    assert "Examples\n    --------" in doc, f"{name}: no example"
+    assert "pytorch-ood" in doc, f"{name}: no comparison with pytorch-ood"

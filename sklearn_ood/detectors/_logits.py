@@ -70,7 +70,7 @@ class MaxLogit(BaseDetector):
     .. math:: s(x) = \max_k l_k(x)
 
     Hendrycks et al., "Scaling Out-of-Distribution Detection for Real-World
-    Settings", ICML 2022.
+    Settings", ICML 2022. pytorch-ood's ``MaxLogit`` returns the negated value.
 
     Parameters
     ----------
@@ -155,7 +155,8 @@ class WeightedEnergy(BaseDetector):
     Synthesis", ICLR 2022, learn the non-negative weights :math:`w_k` during
     training (the ``weight_energy`` layer of their code, passed through a
     ReLU); pass those weights here. Uniform weights of one give
-    :class:`Energy`.
+    :class:`Energy`. pytorch-ood's ``WeightedEBO`` returns the negated value
+    at temperature 1.
 
     Parameters
     ----------
