@@ -200,3 +200,16 @@ def test_partial_fit_rejects_a_changed_feature_count():
     det = MeanDistance().partial_fit(np.zeros((5, 3)))
     with pytest.raises(ValueError, match="features"):
         det.partial_fit(np.zeros((5, 4)))
+
+
+def test_offset_of_a_large_fit_set_comes_from_a_sample(monkeypatch):
+    monkeypatch.setattr(Energy, "_offset_sample_size", 500)
+    X = np.random.default_rng(4).normal(size=(20_000, 3))
+    det = Energy().fit(X)
+    rows = det._offset_row_indices(len(X))
+    assert len(rows) == 500 and len(np.unique(rows)) == 500
+    np.testing.assert_allclose(
+        det.offset_, np.quantile(det.score_samples(X[rows]), 0.05)
+    )
+    # A 500-row sample estimates the 5 % quantile of all 20,000 rows well.
+    assert abs(np.mean(det.predict(X) == -1) - 0.05) < 0.03

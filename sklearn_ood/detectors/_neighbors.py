@@ -43,21 +43,6 @@ def _check_k(k, n_samples):
         )
 
 
-def _offset_rows(X_id, bank, cap):
-    """Fit rows scored for ``offset_``: all, or a seeded uniform sample of ``cap``.
-
-    Each needs a search of the whole bank, so scoring all of a large fit set
-    would cost ``n_fit ** 2`` distances; a 10,000-row sample pins the 5 %
-    quantile to within about 0.2 percentage points of rank.
-    """
-    n = bank.shape[0]
-    if X_id.shape[0] != n:  # pragma: no cover - the base guarantees it
-        raise ValueError("the threshold needs the scores of the fit rows.")
-    if n <= cap:
-        return np.arange(n)
-    return np.sort(np.random.default_rng(0).choice(n, cap, replace=False))
-
-
 class KNN(BaseDetector):
     r"""Deep nearest neighbours: negative distance to the k-th nearest fit row.
 
@@ -138,8 +123,6 @@ class KNN(BaseDetector):
     """
 
     # Most fit rows scored (leave-one-out) for offset_, as in PartialFitMixin.
-    _offset_sample_size = 10_000
-
     _parameter_constraints = {
         **BaseDetector._parameter_constraints,
         **_SEARCH_CONSTRAINTS,
@@ -185,7 +168,7 @@ class KNN(BaseDetector):
         return 0.0 - self._kth_distance(queries)
 
     def _fit_scores(self, X_id):
-        rows = _offset_rows(X_id, self.bank_, self._offset_sample_size)
+        rows = np.arange(len(X_id))[self._offset_row_indices(len(X_id))]
         return 0.0 - self._kth_distance(self.bank_[rows], exclude=rows)
 
 
@@ -264,8 +247,6 @@ class NNGuide(BaseDetector):
     """
 
     # Most fit rows scored (leave-one-out) for offset_, as in PartialFitMixin.
-    _offset_sample_size = 10_000
-
     _parameter_constraints = {
         **BaseDetector._parameter_constraints,
         **_SEARCH_CONSTRAINTS,
@@ -309,5 +290,5 @@ class NNGuide(BaseDetector):
         return self._guided(X)
 
     def _fit_scores(self, X_id):
-        rows = _offset_rows(X_id, self.bank_, self._offset_sample_size)
+        rows = np.arange(len(X_id))[self._offset_row_indices(len(X_id))]
         return self._guided(X_id[rows], exclude=rows)

@@ -171,7 +171,11 @@ class ViM(PartialFitMixin, BaseDetector):
         self.dim_ = dim
         # The minimum-norm point whose logits vanish (exactly when W has full
         # row rank), as in the paper.
-        self.origin_ = -np.linalg.pinv(self.W_) @ self.b_
+        # Singular values below max(C, d) * eps of the largest are rank noise:
+        # NumPy's default cutoff (1e-15) keeps them for a rank-deficient head
+        # and sends the origin to ~1e7.
+        cutoff = max(self.W_.shape) * np.finfo(np.float64).eps
+        self.origin_ = -np.linalg.pinv(self.W_, rcond=cutoff) @ self.b_
         self.second_moment_sum_ = np.zeros((n_features, n_features))
         self.max_logit_sum_ = 0.0
         self.n_fit_rows_ = 0

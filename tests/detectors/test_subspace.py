@@ -294,3 +294,14 @@ def test_ood_rows_do_not_change_the_fit(shape, n_ood):
     np.testing.assert_array_equal(
         with_ood.score_samples(X_all), without.score_samples(X_all)
     )
+
+
+def test_origin_of_a_rank_deficient_head_stays_finite_and_small():
+    rng = np.random.default_rng(0)
+    means = rng.normal(size=(4, 6))
+    W = means - means.mean(axis=0)  # centred class means: rank 3, not 4
+    b = rng.normal(size=4)
+    X = np.abs(rng.normal(size=(50, 6)))
+    det = ViM((W, b), dim=3).fit(X)
+    expected = -np.linalg.lstsq(W, b, rcond=None)[0]  # minimum-norm solution
+    np.testing.assert_allclose(det.origin_, expected, atol=1e-8)
