@@ -21,13 +21,11 @@ from _torch_helpers import (
     TokenModel,
     TupleOutput,
     count_forwards,
-    digits_images,
-    train_classifier,
 )
 from sklearn.base import clone
 from sklearn.covariance import EllipticEnvelope
 from sklearn.exceptions import NotFittedError
-from sklearn.model_selection import GridSearchCV, StratifiedKFold, train_test_split
+from sklearn.model_selection import GridSearchCV, StratifiedKFold
 from sklearn.pipeline import Pipeline
 from sklearn.utils._param_validation import InvalidParameterError
 from sklearn.utils.estimator_checks import check_estimator
@@ -562,19 +560,7 @@ def test_missing_torch_gives_install_hint():
 
 
 # --------------------------------------------------------------- end to end
-@pytest.fixture(scope="module")
-def digits_cnn():
-    """A DigitsCNN trained on digits 0-4 (about a second on a CPU)."""
-    X, y = digits_images()
-    is_id = y < 5
-    X_train, X_test, y_train, _ = train_test_split(
-        X[is_id], y[is_id], test_size=0.3, random_state=0, stratify=y[is_id]
-    )
-    torch.manual_seed(0)
-    model = train_classifier(DigitsCNN(n_classes=5, width=8), X_train, y_train)
-    return model, X_train, y_train, X_test, X[~is_id]
-
-
+# ``digits_cnn`` (a DigitsCNN trained on digits 0-4) comes from conftest.py.
 def _auroc(pipe, X_test, X_ood):
     y = np.r_[np.zeros(len(X_test), int), -np.ones(len(X_ood), int)]
     return auroc(y, pipe.score_samples(np.concatenate([X_test, X_ood])))
