@@ -79,11 +79,15 @@ def _nll_slope(X, true_logit, beta):
 def _root_of_slope(X, true_logit, lo, hi, rtol=1e-13, max_iter=200):
     """Root of the increasing ``NLL'(beta)`` with ``NLL'(lo) < 0 < NLL'(hi)``.
 
-    Newton steps inside the shrinking bracket ``[lo, hi]``; a step that would
-    leave it is replaced by a bisection in log space. Typically 5 to 8
-    iterations.
+    Safeguarded Newton steps inside the shrinking bracket ``[lo, hi]``: a
+    step that would leave the bracket, or that is not at least twice as short
+    (in log space) as the step before it, is replaced by a bisection in log
+    space. Newton alone crawls where the slope decays exponentially (a fit
+    label tied with the largest logit); the bisections bound the work at
+    about 50 iterations. Typically 5 to 8.
     """
     beta = min(max(1.0, lo), hi)
+    last_log_step = np.log(hi / lo)
     for _ in range(max_iter):
         slope, curvature = _nll_slope(X, true_logit, beta)
         if slope == 0:
@@ -93,12 +97,13 @@ def _root_of_slope(X, true_logit, lo, hi, rtol=1e-13, max_iter=200):
         else:
             lo = beta
         step = beta - slope / curvature if curvature > 0 else np.nan
-        if abs(step - beta) <= rtol * beta or hi - lo <= rtol * beta:
-            return float(np.clip(step, lo, hi)) if np.isfinite(step) else beta
-        if not lo < step < hi:
+        if not lo < step < hi or abs(np.log(step / beta)) > 0.5 * last_log_step:
             step = np.sqrt(lo * hi)
+        last_log_step = abs(np.log(step / beta))
+        if abs(step - beta) <= rtol * beta or hi - lo <= rtol * beta:
+            return float(step)
         beta = step
-    raise RuntimeError("temperature search did not converge")  # pragma: no cover
+    return float(np.sqrt(lo * hi))  # pragma: no cover - the bracket holds the root
 
 
 class TemperatureScaling(BaseDetector):

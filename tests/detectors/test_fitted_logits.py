@@ -349,3 +349,21 @@ def test_klmatching_partial_fit_equals_fit(with_labels):
     np.testing.assert_allclose(
         streamed.score_samples(X), whole.score_samples(X), atol=1e-12
     )
+
+
+def test_temperature_search_converges_when_a_label_ties_the_largest_logit():
+    # Found by hypothesis: the NLL slope decays exponentially, so plain Newton
+    # steps crawl; the safeguarded search must still return the minimiser.
+    X = np.array([[-4.5e-23, 0.0], [2.0, 1.0]])
+    y = np.array([0, 0])
+    det = TemperatureScaling().fit(X, y)
+    beta = 1.0 / det.temperature_
+    grid = np.geomspace(beta / 1.5, beta * 1.5, 41)
+
+    def nll(b):
+        z = X * b
+        z = z - z.max(axis=1, keepdims=True)
+        log_p = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+        return -log_p[np.arange(2), y].mean()
+
+    assert nll(beta) <= min(nll(b) for b in grid) + 1e-12
