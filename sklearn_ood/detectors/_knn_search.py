@@ -105,6 +105,11 @@ def normalize_rows(X, scale=None, dtype=None):
     out = np.empty(X.shape, dtype=X.dtype if dtype is None else dtype)
     for rows in gen_batches(X.shape[0], _ROW_CHUNK):
         chunk = X[rows].astype(np.float64)
+        # Divide by the largest entry first: squares of tiny (< 1e-154) or
+        # huge (> 1e154) entries under- or overflow, and the row would not
+        # come out of unit length.
+        peaks = np.abs(chunk).max(axis=1) if chunk.shape[1] else np.zeros(len(chunk))
+        chunk /= np.where(peaks > 0, peaks, 1.0)[:, None]
         norms = np.sqrt(np.einsum("ij,ij->i", chunk, chunk))
         chunk /= np.where(norms > 0, norms, 1.0)[:, None]
         if scale is not None:

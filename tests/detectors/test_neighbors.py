@@ -4,6 +4,7 @@ import tracemalloc
 
 import numpy as np
 import pytest
+import scipy.linalg
 from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
@@ -35,7 +36,10 @@ def _head(n_features=12, n_classes=4, seed=1):
 # ---------------------------------------------------------------- references
 # Brute force from the papers' formulas: every pairwise distance at once.
 def ref_normalize(X):
-    norms = np.linalg.norm(X, axis=1, keepdims=True)
+    # Scale by the largest entry first so that norms of tiny rows do not
+    # underflow (1e-160 ** 2 is subnormal); scipy's norm does the same.
+    X = np.asarray(X, dtype=np.float64)
+    norms = np.array([scipy.linalg.norm(row) for row in X])[:, None]
     return np.divide(X, norms, out=np.zeros_like(X), where=norms > 0)
 
 
@@ -426,3 +430,11 @@ def test_nnguide_invariant_to_rotating_features_and_head(X, seed, data):
         rtol=1e-9,
         atol=1e-9,
     )
+
+
+@pytest.mark.parametrize("magnitude", [1e-160, 1e160])
+def test_normalisation_of_tiny_and_huge_rows_gives_unit_rows(magnitude):
+    # Found by hypothesis: squaring 1e-160 underflows to a subnormal number.
+    X = np.array([[1.0, 1.0], [1.0, 2.0], [3.0, -1.0]]) * magnitude
+    det = KNN(k=1, backend="numpy").fit(X)
+    np.testing.assert_allclose(np.linalg.norm(det.bank_, axis=1), 1.0, rtol=1e-12)
