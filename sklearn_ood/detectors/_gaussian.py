@@ -45,6 +45,34 @@ _RIDGE_START = 1e-6
 _MAX_RIDGE_STEPS = 30
 
 
+def _available_memory():
+    """Bytes the kernel reports as available (Linux), or None where unknown."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def _check_free_memory(n_bytes, what):
+    """Raise ``MemoryError`` up front rather than be killed by the OOM killer.
+
+    Linux over-commits: a too-large ``np.empty`` succeeds and the process is
+    killed later, with no message, when the pages are touched.
+    """
+    available = _available_memory()
+    if available is not None and n_bytes > available:
+        raise MemoryError(
+            f"{what} need {n_bytes / 2**30:.1f} GiB of float64 matrices but only "
+            f"{available / 2**30:.1f} GiB of memory is available. Use a tied "
+            "covariance (Mahalanobis, RMD), fewer features (e.g. a PCA), or "
+            "fewer classes."
+        )
+
+
 def _row_batches(n_rows, floats_per_row):
     """Row slices whose float64 work arrays fit in ``working_memory``."""
     budget = get_config()["working_memory"] * 2**20
@@ -123,6 +151,12 @@ class ClassStats:
 
         self.counts, self.means = grow(self.counts), grow(self.means)
         if self.class_scatter is not None:
+            d = self.means.shape[1]
+            # Per-class scatter, covariance and whitening factor: 3 K d^2.
+            _check_free_memory(
+                3 * len(merged) * d * d * 8,
+                f"per-class covariances of {len(merged)} classes x {d} features",
+            )
             self.class_scatter = grow(self.class_scatter)
         if self.fourth is not None:
             self.fourth = grow(self.fourth)

@@ -277,8 +277,10 @@ class GMM(GaussianLabelsMixin, PartialFitMixin, BaseDetector):
     :class:`~sklearn_ood.exceptions.SingularCovarianceWarning`
     (shrinkage, ``covariance="oas"``, is usually the better remedy). Memory
     holds ``3 n_classes`` matrices of ``n_features**2`` floats (the streamed
-    scatters, the covariances and their inverse Cholesky factors).
-    ``y=None`` fits one Gaussian. ``partial_fit`` finalises after each chunk,
+    scatters, the covariances and their inverse Cholesky factors); where
+    that exceeds the memory the system reports as available, ``fit`` raises
+    ``MemoryError`` up front (e.g. 1,000 classes x 1,024 features need about
+    23 GiB). ``y=None`` fits one Gaussian. ``partial_fit`` finalises after each chunk,
     so every class seen so far must have two rows by then.
 
     Parameters

@@ -396,3 +396,15 @@ def test_scores_bounded_by_the_densest_class(seed, d):
     assert np.all(scores >= top - tol)
     assert np.all(scores <= top + np.log(2) + tol)
     assert np.all(Mahalanobis().fit(X, y).score_samples(T) <= 0)
+
+
+def test_gmm_refuses_covariances_larger_than_memory(monkeypatch):
+    import sklearn_ood.detectors._gaussian as gaussian
+
+    monkeypatch.setattr(gaussian, "_available_memory", lambda: 10_000)
+    X = np.random.default_rng(0).normal(size=(40, 6))
+    y = np.repeat([0, 1], 20)
+    # 3 matrices x 2 classes x 6 x 6 float64 = 1,728 bytes: fits.
+    GMM().fit(X, y)
+    with pytest.raises(MemoryError, match="per-class covariances of 2 classes"):
+        GMM().fit(np.hstack([X, X, X]), y)  # 15,552 bytes: does not
