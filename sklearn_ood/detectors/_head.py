@@ -2,7 +2,7 @@
 
 import numpy as np
 
-__all__ = ["check_head"]
+__all__ = ["check_head", "head_with_classes"]
 
 
 def _to_numpy(value):
@@ -54,16 +54,33 @@ def check_head(head, n_features):
     >>> W.shape, b
     ((2, 3), array([0., 0.]))
     """
+    return head_with_classes(head, n_features)[:2]
+
+
+def head_with_classes(head, n_features):
+    """:func:`check_head`, plus the class each row of the head stands for.
+
+    A fitted scikit-learn model names its rows with ``classes_``; row ``k`` of
+    any other head is class ``k``.
+
+    Returns
+    -------
+    W : ndarray of shape (n_classes, n_features), dtype float64
+    b : ndarray of shape (n_classes,), dtype float64
+    row_classes : ndarray of shape (n_classes,)
+    """
     binary = False
+    row_classes = None
     if hasattr(head, "weight") and hasattr(head, "bias"):
         W, b = head.weight, head.bias
     elif hasattr(head, "coef_") and hasattr(head, "intercept_"):
         W, b = head.coef_, head.intercept_
+        row_classes = getattr(head, "classes_", None)
         binary = np.ndim(W) == 2 and np.shape(W)[0] == 1 and len(head.classes_) == 2
     elif isinstance(head, (tuple, list)) and len(head) == 2:
         W, b = head
     elif callable(head):
-        return check_head(head(n_features), n_features)
+        return head_with_classes(head(n_features), n_features)
     else:
         raise ValueError(
             "head must be a (W, b) pair, an object with weight and bias (torch "
@@ -89,4 +106,6 @@ def check_head(head, n_features):
         )
     if not (np.all(np.isfinite(W)) and np.all(np.isfinite(b))):
         raise ValueError("head weights and bias must be finite.")
-    return W, b
+    if row_classes is None or len(row_classes) != len(W):
+        row_classes = np.arange(len(W))
+    return W, b, np.asarray(row_classes)

@@ -14,38 +14,13 @@ from sklearn.utils._param_validation import Interval
 
 from sklearn_ood.base import BaseDetector, PartialFitMixin
 from sklearn_ood.detectors._fitted_logits import _group_sums
-from sklearn_ood.detectors._head import check_head
+from sklearn_ood.detectors._head import check_head, head_with_classes
 
 __all__ = ["NCI", "SHE", "fDBD"]
 
 # Floor of the feature distances that fDBD and NCI divide by: a row exactly at
 # the training mean stays finite.
 _MIN_NORM = 1e-12
-
-
-def _is_plain_callable(head):
-    """A head factory, as opposed to a head (torch modules are callable too)."""
-    return (
-        callable(head)
-        and not (hasattr(head, "weight") and hasattr(head, "bias"))
-        and not (hasattr(head, "coef_") and hasattr(head, "intercept_"))
-        and not isinstance(head, (tuple, list))
-    )
-
-
-def _resolve_head(head, n_features):
-    """``(W, b, labels)`` of a head, ``labels[k]`` the class of row ``k``.
-
-    A fitted scikit-learn model names its rows with ``classes_``; any other
-    head's row ``k`` is the class ``k``.
-    """
-    while _is_plain_callable(head):
-        head = head(n_features)
-    W, b = check_head(head, n_features)
-    labels = getattr(head, "classes_", None) if hasattr(head, "coef_") else None
-    if labels is None or len(labels) != len(W):
-        labels = np.arange(len(W))
-    return W, b, np.asarray(labels)
 
 
 def _label_rows(y, head_labels, name):
@@ -145,7 +120,7 @@ class SHE(PartialFitMixin, BaseDetector):
         self.head = head
 
     def _reset_stats(self, X, y):
-        self.W_, self.b_, self.head_classes_ = _resolve_head(self.head, X.shape[1])
+        self.W_, self.b_, self.head_classes_ = head_with_classes(self.head, X.shape[1])
         self.pattern_sums_ = np.zeros_like(self.W_)
         self.pattern_counts_ = np.zeros(len(self.W_), dtype=np.int64)
         self.n_fit_rows_ = 0
