@@ -2,7 +2,7 @@
 
 import numpy as np
 
-__all__ = ["check_head", "head_with_classes"]
+__all__ = ["check_head", "head_logits", "head_with_classes"]
 
 
 def _to_numpy(value):
@@ -10,6 +10,11 @@ def _to_numpy(value):
     if hasattr(value, "detach"):
         value = value.detach().cpu().numpy()
     return np.asarray(value, dtype=np.float64)
+
+
+def head_logits(X, W, b):
+    """Float64 logits ``X @ W.T + b`` of a resolved head."""
+    return np.asarray(X, dtype=np.float64) @ W.T + b
 
 
 def check_head(head, n_features):

@@ -14,7 +14,7 @@ from sklearn.utils._param_validation import Interval
 
 from sklearn_ood.base import BaseDetector, PartialFitMixin
 from sklearn_ood.detectors._fitted_logits import _group_sums
-from sklearn_ood.detectors._head import check_head, head_with_classes
+from sklearn_ood.detectors._head import check_head, head_logits, head_with_classes
 
 __all__ = ["NCI", "SHE", "fDBD"]
 
@@ -37,10 +37,6 @@ def _label_rows(y, head_labels, name):
             "class k; a scikit-learn model names its rows with classes_)."
         )
     return sorter[pos_clipped]
-
-
-def _logits(X, W, b):
-    return np.asarray(X, dtype=np.float64) @ W.T + b
 
 
 def _floored_norm(Z):
@@ -128,7 +124,7 @@ class SHE(PartialFitMixin, BaseDetector):
     def _update_stats(self, X, y):
         X = np.asarray(X, dtype=np.float64)
         self.n_fit_rows_ += len(X)
-        pred = _logits(X, self.W_, self.b_).argmax(axis=1)
+        pred = head_logits(X, self.W_, self.b_).argmax(axis=1)
         if y is not None:
             correct = pred == _label_rows(y, self.head_classes_, "SHE")
             X, pred = X[correct], pred[correct]
@@ -158,7 +154,7 @@ class SHE(PartialFitMixin, BaseDetector):
 
     def _score(self, X):
         X = np.asarray(X, dtype=np.float64)
-        pred = _logits(X, self.W_, self.b_).argmax(axis=1)
+        pred = head_logits(X, self.W_, self.b_).argmax(axis=1)
         return np.einsum("ij,ij->i", X, self.patterns_[pred])
 
 
@@ -258,7 +254,7 @@ class fDBD(_TrainMeanDetector):
 
     def _score(self, X):
         X = np.asarray(X, dtype=np.float64)
-        logits = _logits(X, self.W_, self.b_)
+        logits = head_logits(X, self.W_, self.b_)
         pred = logits.argmax(axis=1)
         gaps = logits[np.arange(len(X)), pred][:, np.newaxis] - logits
         boundary = np.sum(gaps / self.weight_distances_[pred], axis=1)
@@ -329,7 +325,7 @@ class NCI(_TrainMeanDetector):
 
     def _score(self, X):
         X = np.asarray(X, dtype=np.float64)
-        pred = _logits(X, self.W_, self.b_).argmax(axis=1)
+        pred = head_logits(X, self.W_, self.b_).argmax(axis=1)
         Z = X - self.mean_
         proximity = np.einsum("ij,ij->i", Z, self.W_[pred]) / _floored_norm(Z)
         if self.alpha == 0:

@@ -14,7 +14,7 @@ from sklearn.utils import gen_batches
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from sklearn_ood.base import BaseDetector
-from sklearn_ood.detectors._head import check_head
+from sklearn_ood.detectors._head import check_head, head_logits
 from sklearn_ood.detectors._knn_search import (
     BACKENDS,
     kneighbors,
@@ -265,7 +265,7 @@ class NNGuide(BaseDetector):
     def _confidence(self, X):
         out = np.empty(X.shape[0])
         for rows in gen_batches(X.shape[0], _LOGIT_CHUNK):
-            out[rows] = logsumexp64(X[rows].astype(np.float64) @ self.W_.T + self.b_)
+            out[rows] = logsumexp64(head_logits(X[rows], self.W_, self.b_))
         return out
 
     def _fit(self, X, y):

@@ -12,7 +12,7 @@ import numpy as np
 from sklearn.utils._param_validation import Interval
 
 from sklearn_ood.base import BaseDetector, PartialFitMixin
-from sklearn_ood.detectors._head import check_head
+from sklearn_ood.detectors._head import check_head, head_logits
 from sklearn_ood.detectors._softmax import logsumexp64
 
 __all__ = ["ViM", "vim_default_dim"]
@@ -183,7 +183,7 @@ class ViM(PartialFitMixin, BaseDetector):
     def _update_stats(self, X, y):
         Z = np.asarray(X, dtype=np.float64) - self.origin_
         self.second_moment_sum_ += Z.T @ Z
-        self.max_logit_sum_ += float(self._logits(X).max(axis=1).sum())
+        self.max_logit_sum_ += float(head_logits(X, self.W_, self.b_).max(axis=1).sum())
         self.n_fit_rows_ += len(X)
 
     def _finalize_stats(self):
@@ -232,12 +232,9 @@ class ViM(PartialFitMixin, BaseDetector):
         return abs(mean_max_logit) / mean_residual
 
     # --------------------------------------------------------------- scoring
-    def _logits(self, X):
-        return np.asarray(X, dtype=np.float64) @ self.W_.T + self.b_
-
     def _energy_and_residual(self, X):
         X = np.asarray(X, dtype=np.float64)
-        energy = logsumexp64(self._logits(X))
+        energy = logsumexp64(head_logits(X, self.W_, self.b_))
         residual = np.linalg.norm(
             (X - self.origin_) @ self.residual_components_.T, axis=1
         )
