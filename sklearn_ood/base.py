@@ -53,8 +53,22 @@ class BaseDetector(OutlierMixin, BaseEstimator):
     ----------
     offset_ : float
         Threshold: ``decision_function(X) = score_samples(X) - offset_``.
+        Computed on first use (``decision_function``, ``predict`` or reading
+        ``offset_``), from a sample of the fit rows that ``fit`` keeps: see
+        Notes. It may be assigned to set a threshold by hand.
     n_features_in_ : int
         Number of columns seen during ``fit``.
+
+    Notes
+    -----
+    ``fit`` keeps the seeded sample of at most 10,000 ID fit rows (a copy,
+    or only their indices for detectors that store the fit rows anyway) and
+    the ``contamination`` it was fitted with; the first use of ``offset_``
+    scores that sample once, stores the value and frees the sample.
+    ``score_samples`` never needs the threshold, so evaluating a detector by
+    AUROC/FPR or tuning it with :func:`~sklearn_ood.metrics.ood_scorer`
+    never pays for it, and ``partial_fit`` does not rescore the sample after
+    every chunk.
     """
 
     _parameter_constraints: dict = {
@@ -101,8 +115,8 @@ class BaseDetector(OutlierMixin, BaseEstimator):
         if self._class_aware and y is not None:
             self.classes_ = np.unique(y[y >= 0])
         self._fit(X, y)
-        X_id = X if y is None else X[y >= 0]
-        self.offset_ = self._offset_from_scores(self._fit_scores(X_id))
+        X_id = X if y is None or not self._uses_outliers else X[y >= 0]
+        self._defer_offset(self._offset_sample(X_id))
         return self
 
     def fit_predict(self, X, y=None, **kwargs):
@@ -132,7 +146,8 @@ class BaseDetector(OutlierMixin, BaseEstimator):
         y = self._check_fit_labels(X, y)
         if y is not None and not self._uses_outliers:
             id_rows = y >= 0
-            X, y = X[id_rows], y[id_rows]
+            if not id_rows.all():  # no copy of the usual all-ID fit set
+                X, y = X[id_rows], y[id_rows]
         return X, y
 
     def _check_fit_labels(self, X, y):
@@ -164,16 +179,49 @@ class BaseDetector(OutlierMixin, BaseEstimator):
         rng = np.random.default_rng(0)
         return np.sort(rng.choice(n_rows, self._offset_sample_size, replace=False))
 
-    def _fit_scores(self, X_id):
-        """Scores of the ID fit rows used to set ``offset_``.
+    def _offset_sample(self, X_id):
+        """What ``fit`` keeps of the ID fit rows until ``offset_`` is needed.
+
+        A private copy of the sampled rows (the caller's array may change
+        before the first use). Detectors that store their fit rows anyway
+        override this together with ``_fit_scores`` (e.g. row indices).
+        """
+        rows = self._offset_row_indices(len(X_id))
+        return X_id[rows].copy() if isinstance(rows, slice) else X_id[rows]
+
+    def _fit_scores(self, sample):
+        """Scores of the kept ID fit rows that set ``offset_``.
 
         Detectors that memorise their fit data override this to score each
         fit row without itself, so that the threshold is honest.
         """
-        return self._score(X_id[self._offset_row_indices(len(X_id))])
+        return self._score(sample)
 
-    def _offset_from_scores(self, scores):
-        return float(np.percentile(scores, 100.0 * self.contamination))
+    def _defer_offset(self, sample):
+        """Set ``offset_`` lazily: from ``sample`` on first use."""
+        self._threshold_ = _DeferredOffset(sample, self.contamination)
+
+    def _offset_from_scores(self, scores, contamination=None):
+        if contamination is None:
+            contamination = self.contamination
+        return float(np.percentile(scores, 100.0 * contamination))
+
+    @property
+    def offset_(self):
+        threshold = self.__dict__.get("_threshold_")
+        if threshold is None:
+            raise AttributeError(
+                f"'{type(self).__name__}' object has no attribute 'offset_'"
+            )
+        if threshold.value is None:
+            scores = self._fit_scores(threshold.sample)
+            threshold.value = self._offset_from_scores(scores, threshold.contamination)
+            threshold.sample = None
+        return threshold.value
+
+    @offset_.setter
+    def offset_(self, value):
+        self._threshold_ = _DeferredOffset(None, None, value=float(value))
 
     # ---------------------------------------------------------------- score
     def _validate_score_input(self, X):
@@ -227,6 +275,29 @@ class BaseDetector(OutlierMixin, BaseEstimator):
         return np.where(self.decision_function(X) >= 0, 1, -1)
 
 
+class _DeferredOffset:
+    """The threshold of a fitted detector, computed on first use.
+
+    Holds the sample of ID fit rows and the ``contamination`` of the fit
+    until the value is computed, then only the value. A holder object (not an
+    attribute set by ``decision_function``) keeps scoring from changing the
+    detector's ``__dict__``.
+    """
+
+    __slots__ = ("sample", "contamination", "value")
+
+    def __init__(self, sample, contamination, value=None):
+        self.sample = sample
+        self.contamination = contamination
+        self.value = value
+
+    def __getstate__(self):
+        return (self.sample, self.contamination, self.value)
+
+    def __setstate__(self, state):
+        self.sample, self.contamination, self.value = state
+
+
 class PartialFitMixin:
     """``partial_fit`` for detectors whose fit is a sum over rows.
 
@@ -244,8 +315,10 @@ class PartialFitMixin:
     The threshold ``offset_`` needs scores of the fit rows under the *final*
     model, which streaming cannot revisit. ``partial_fit`` therefore keeps a
     uniform random sample (reservoir sampling, seeded, at most
-    ``_offset_sample_size`` = 10,000 ID rows) and sets ``offset_`` from its
-    scores after every call. While fewer rows than that have been seen, the
+    ``_offset_sample_size`` = 10,000 ID rows), and ``offset_`` is the
+    contamination quantile of its scores under the model of the latest call
+    (computed on first use, so a stream of chunks does not rescore the sample
+    after each one). While fewer rows than that have been seen, the
     sample holds all of them and ``offset_`` equals the one of ``fit``.
     """
 
@@ -271,7 +344,7 @@ class PartialFitMixin:
         self : object
             Updated detector.
         """
-        first_call = not hasattr(self, "offset_")
+        first_call = "_threshold_" not in self.__dict__
         X, y = self._validate_fit_data(X, y, reset=first_call)
         if self._class_aware and y is not None:
             seen = np.unique(y[y >= 0])
@@ -283,8 +356,12 @@ class PartialFitMixin:
         self._update_stats(X, y)
         self._finalize_stats()
         self._add_to_offset_sample(X_id)
-        self.offset_ = self._offset_from_scores(self._fit_scores(self._offset_sample_))
+        self._defer_offset(self._offset_sample_)
         return self
+
+    def _offset_sample(self, X_id):
+        # _fit has just drawn the reservoir from the same rows.
+        return self._offset_sample_
 
     def _start_offset_sample(self, X_id):
         """Start the offset sample from a whole fit set: a uniform subset."""

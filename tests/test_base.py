@@ -213,3 +213,46 @@ def test_offset_of_a_large_fit_set_comes_from_a_sample(monkeypatch):
     )
     # A 500-row sample estimates the 5 % quantile of all 20,000 rows well.
     assert abs(np.mean(det.predict(X) == -1) - 0.05) < 0.03
+
+
+class CountingCentroidDistance(CentroidDistance):
+    """CentroidDistance that counts the rows it scores."""
+
+    def _score(self, X):
+        self.scored_rows = getattr(self, "scored_rows", 0) + len(X)
+        return super()._score(X)
+
+
+def test_offset_is_computed_once_on_first_use_from_the_fit_time_state():
+    X, y = _data()
+    det = CountingCentroidDistance(contamination=0.1).fit(X, y)
+    assert not hasattr(det, "scored_rows")  # fit scores nothing
+    det.score_samples(X[:5])
+    assert det.scored_rows == 5  # neither does score_samples
+    # The threshold uses the fit's rows and contamination, not what changed
+    # after fit (the caller's array, the parameter).
+    expected = np.quantile(CentroidDistance().fit(X, y).score_samples(X), 0.1)
+    X[:] = 0.0
+    det.set_params(contamination=0.3)
+    assert det.offset_ == pytest.approx(expected, rel=1e-12)
+    assert det.scored_rows == 5 + len(X)
+    assert det._threshold_.sample is None  # the kept rows are freed
+    det.predict(X[:5])
+    det.decision_function(X[:5])
+    assert det.scored_rows == 5 + len(X) + 10  # computed once
+
+
+def test_offset_survives_pickle_before_first_use_and_can_be_set():
+    import pickle
+
+    X, y = _data()
+    det = CentroidDistance().fit(X, y)
+    restored = pickle.loads(pickle.dumps(det))
+    assert restored.offset_ == det.offset_
+    det.offset_ = -1.0
+    np.testing.assert_allclose(
+        det.decision_function(X), det.score_samples(X) + 1.0, rtol=1e-12
+    )
+    np.testing.assert_array_equal(
+        det.predict(X), np.where(det.score_samples(X) >= -1.0, 1, -1)
+    )

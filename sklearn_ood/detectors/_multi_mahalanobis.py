@@ -293,5 +293,5 @@ class MultiMahalanobis(GaussianLabelsMixin, PartialFitMixin, BaseDetector):
         check_is_fitted(self)
         X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
         self._learn_alpha(X, check_ood_labels(y, X.shape[0]))
-        self.offset_ = self._offset_from_scores(self._score(self._offset_sample_))
+        self._defer_offset(self._offset_sample_)
         return self

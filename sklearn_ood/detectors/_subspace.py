@@ -197,13 +197,23 @@ class ViM(PartialFitMixin, BaseDetector):
         if self.alpha is not None:
             self.alpha_ = float(self.alpha)
 
-    def _fit_scores(self, X_id):
-        # Called by fit (all ID rows) and partial_fit (the offset sample)
-        # right after the statistics are final: the place to match alpha.
-        energy, residual = self._energy_and_residual(X_id)
+    def _fit(self, X, y):
+        super()._fit(X, y)
+        # The paper matches alpha on the whole training set.
+        self._set_alpha(X)
+
+    def partial_fit(self, X, y=None):
+        super().partial_fit(X, y)
+        # A stream cannot be revisited: alpha is matched on the uniform
+        # sample that also sets offset_ (all rows while <= 10,000 were seen).
+        self._set_alpha(self._offset_sample_)
+        return self
+
+    partial_fit.__doc__ = PartialFitMixin.partial_fit.__doc__
+
+    def _set_alpha(self, X_id):
         if self.alpha is None:
-            self.alpha_ = self._matched_alpha(residual)
-        return energy - self.alpha_ * residual
+            self.alpha_ = self._matched_alpha(self._energy_and_residual(X_id)[1])
 
     def _matched_alpha(self, residual):
         mean_residual = float(residual.mean())

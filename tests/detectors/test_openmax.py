@@ -277,7 +277,10 @@ toy_params = {
 
 
 def _fitted_attributes(det):
-    return {k: v for k, v in vars(det).items() if k.endswith("_")}
+    # offset_ is a property: compare its value, not the holder behind it.
+    fitted = {k: v for k, v in vars(det).items() if k.endswith("_")}
+    fitted["_threshold_"] = det.offset_
+    return fitted
 
 
 def _draw_toy(n_classes, n_per_class, noise, seed):
