@@ -152,9 +152,9 @@ class ClassStats:
         self.counts, self.means = grow(self.counts), grow(self.means)
         if self.class_scatter is not None:
             d = self.means.shape[1]
-            # Per-class scatter, covariance and whitening factor: 3 K d^2.
+            # Per-class scatter and whitening factor: 2 K d^2.
             _check_free_memory(
-                3 * len(merged) * d * d * 8,
+                2 * len(merged) * d * d * 8,
                 f"per-class covariances of {len(merged)} classes x {d} features",
             )
             self.class_scatter = grow(self.class_scatter)
@@ -427,7 +427,9 @@ class ClassGaussians:
         self.means = stats.means.copy()
         self.log_priors = np.log(counts / counts.sum())
         self.center = stats.total_mean()
-        self.covariances = np.empty((K, d, d))
+        # Only the streamed scatters and the whitening factors stay in memory
+        # (2 K d^2 floats); a covariance is rebuilt from its scatter on demand.
+        self._stats, self._method, self._reg, self._fourth = stats, method, reg, fourth
         self.W = [None] * K  # inverse transposed Cholesky factors, Fortran order
         self.logdets = np.empty(K)
         self.shrinkage = np.zeros(K)
@@ -437,8 +439,7 @@ class ClassGaussians:
                 stats.class_scatter[k], counts[k], fourth[k], method, reg
             )
             self.W[k], self.logdets[k], self.ridge[k] = whitener(cov)
-            cov.flat[:: d + 1] += self.ridge[k]
-            self.covariances[k] = cov
+            del cov
         # Whitened class means about the grand mean, as in TiedGaussian.
         self._M = np.stack([(m - self.center) @ W for m, W in zip(self.means, self.W)])
         self._m2 = np.einsum("ij,ij->i", self._M, self._M)
@@ -453,6 +454,23 @@ class ClassGaussians:
                 upto=True,
             )
         self.columns = stats.columns
+
+    def covariances(self):
+        """Per-class covariances (shrinkage, ``reg`` and ridge included): a new
+        ``(K, d, d)`` array built from the scatters."""
+        K, d = self.means.shape
+        _check_free_memory(K * d * d * 8, f"covariances of {K} classes x {d} features")
+        out = np.empty((K, d, d))
+        for k in range(K):
+            out[k], _ = estimate_covariance(
+                self._stats.class_scatter[k],
+                self._stats.counts[k],
+                self._fourth[k],
+                self._method,
+                self._reg,
+            )
+            out[k].flat[:: d + 1] += self.ridge[k]
+        return out
 
     def log_density(self, X):
         K, d = self.means.shape

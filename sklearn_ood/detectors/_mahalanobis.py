@@ -276,11 +276,11 @@ class GMM(GaussianLabelsMixin, PartialFitMixin, BaseDetector):
     :math:`\Sigma_k` gets the ridge fallback of :class:`Mahalanobis` with a
     :class:`~sklearn_ood.exceptions.SingularCovarianceWarning`
     (shrinkage, ``covariance="oas"``, is usually the better remedy). Memory
-    holds ``3 n_classes`` matrices of ``n_features**2`` floats (the streamed
-    scatters, the covariances and their inverse Cholesky factors); where
-    that exceeds the memory the system reports as available, ``fit`` raises
-    ``MemoryError`` up front (e.g. 1,000 classes x 1,024 features need about
-    23 GiB). ``y=None`` fits one Gaussian. ``partial_fit`` finalises after each chunk,
+    holds ``2 n_classes`` float64 matrices of ``n_features**2`` (the streamed
+    scatters and the inverse Cholesky factors; ``covariances_`` is rebuilt
+    from the scatters on each access); where that exceeds the memory the
+    system reports as available, ``fit`` raises ``MemoryError`` up front
+    (e.g. 1,000 classes x 1,024 features need about 15.6 GiB). ``y=None`` fits one Gaussian. ``partial_fit`` finalises after each chunk,
     so every class seen so far must have two rows by then.
 
     Parameters
@@ -304,7 +304,8 @@ class GMM(GaussianLabelsMixin, PartialFitMixin, BaseDetector):
     means_ : ndarray of shape (n_classes, n_features)
         Class means.
     covariances_ : ndarray of shape (n_classes, n_features, n_features)
-        Per-class covariances (shrinkage, ``reg`` and ridge included).
+        Per-class covariances (shrinkage, ``reg`` and ridge included),
+        computed from the stored scatters on each access (a new array).
     priors_ : ndarray of shape (n_classes,)
         Class priors :math:`\pi_k = n_k / N`.
     shrinkage_ : ndarray of shape (n_classes,)
@@ -351,13 +352,19 @@ class GMM(GaussianLabelsMixin, PartialFitMixin, BaseDetector):
 
     def _finalize_stats(self):
         stats = self._stats
+        self._gaussians = None  # free the previous factors first (partial_fit)
         self._gaussians = ClassGaussians(stats, self.covariance, self.reg, "GMM")
         self.means_ = self._gaussians.means
-        self.covariances_ = self._gaussians.covariances
         self.priors_ = np.exp(self._gaussians.log_priors)
         self.shrinkage_ = self._gaussians.shrinkage
         self.ridge_ = self._gaussians.ridge
         self.class_counts_ = stats.counts.astype(np.int64)
+
+    @property
+    def covariances_(self):
+        if self.__dict__.get("_gaussians") is None:
+            raise AttributeError("'GMM' object has no attribute 'covariances_'")
+        return self._gaussians.covariances()
 
     def _score(self, X):
         return self._gaussians.log_density(X)

@@ -407,7 +407,8 @@ def test_gmm_refuses_covariances_larger_than_memory(monkeypatch):
     monkeypatch.setattr(gaussian, "_available_memory", lambda: 10_000)
     X = np.random.default_rng(0).normal(size=(40, 6))
     y = np.repeat([0, 1], 20)
-    # 3 matrices x 2 classes x 6 x 6 float64 = 1,728 bytes: fits.
+    # 2 matrices (scatter, whitening) x 2 classes x 6 x 6 float64 = 1,152
+    # bytes: fits.
     GMM().fit(X, y)
     with pytest.raises(MemoryError, match="per-class covariances of 2 classes"):
-        GMM().fit(np.hstack([X, X, X]), y)  # 15,552 bytes: does not
+        GMM().fit(np.hstack([X, X, X]), y)  # 10,368 bytes: does not
