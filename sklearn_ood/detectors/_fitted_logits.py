@@ -48,15 +48,20 @@ def _check_logit_labels(y, n_classes, name):
 
 
 def _group_sums(values, groups):
-    """Per-group row sums and counts of ``values``, groups sorted ascending.
+    """Per-group row sums (float64) and counts of ``values``, groups ascending.
 
-    Returns ``(unique_groups, sums, counts)``; a sort plus ``np.add.reduceat``
-    avoids both a Python loop over groups and the slow ``np.add.at``.
+    Returns ``(unique_groups, sums, counts)``. The rows are sorted by group
+    once, then each group's contiguous block is reduced along axis 0 with a
+    float64 accumulator: a loop over groups, not rows, and several times
+    faster than ``np.add.reduceat`` (slow along axis 0) or ``np.add.at``.
     """
     unique, inverse, counts = np.unique(groups, return_inverse=True, return_counts=True)
     order = np.argsort(inverse, kind="stable")
-    starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
-    sums = np.add.reduceat(values[order], starts, axis=0)
+    values = values[order]
+    ends = np.cumsum(counts)
+    sums = np.empty((len(unique),) + values.shape[1:])
+    for i, (start, end) in enumerate(zip(ends - counts, ends)):
+        np.add.reduce(values[start:end], axis=0, dtype=np.float64, out=sums[i])
     return unique, sums, counts
 
 

@@ -122,7 +122,8 @@ class SHE(PartialFitMixin, BaseDetector):
         self.n_fit_rows_ = 0
 
     def _update_stats(self, X, y):
-        X = np.asarray(X, dtype=np.float64)
+        # No float64 copy of X: head_logits and _group_sums accumulate in
+        # float64 from float32 rows.
         self.n_fit_rows_ += len(X)
         pred = head_logits(X, self.W_, self.b_).argmax(axis=1)
         if y is not None:

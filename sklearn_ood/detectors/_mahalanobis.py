@@ -280,8 +280,9 @@ class GMM(GaussianLabelsMixin, PartialFitMixin, BaseDetector):
     scatters and the inverse Cholesky factors; ``covariances_`` is rebuilt
     from the scatters on each access); where that exceeds the memory the
     system reports as available, ``fit`` raises ``MemoryError`` up front
-    (e.g. 1,000 classes x 1,024 features need about 15.6 GiB). ``y=None`` fits one Gaussian. ``partial_fit`` finalises after each chunk,
-    so every class seen so far must have two rows by then.
+    (e.g. 1,000 classes x 1,024 features need about 15.6 GiB). ``y=None``
+    fits one Gaussian. ``partial_fit`` finalises after each chunk, so every
+    class seen so far must have two rows by then.
 
     Parameters
     ----------

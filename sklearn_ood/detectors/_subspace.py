@@ -181,7 +181,7 @@ class ViM(PartialFitMixin, BaseDetector):
         self.n_fit_rows_ = 0
 
     def _update_stats(self, X, y):
-        Z = np.asarray(X, dtype=np.float64) - self.origin_
+        Z = np.subtract(X, self.origin_, dtype=np.float64)
         self.second_moment_sum_ += Z.T @ Z
         self.max_logit_sum_ += float(head_logits(X, self.W_, self.b_).max(axis=1).sum())
         self.n_fit_rows_ += len(X)
@@ -213,7 +213,7 @@ class ViM(PartialFitMixin, BaseDetector):
 
     def _set_alpha(self, X_id):
         if self.alpha is None:
-            self.alpha_ = self._matched_alpha(self._energy_and_residual(X_id)[1])
+            self.alpha_ = self._matched_alpha(self._residual(X_id))
 
     def _matched_alpha(self, residual):
         mean_residual = float(residual.mean())
@@ -242,14 +242,11 @@ class ViM(PartialFitMixin, BaseDetector):
         return abs(mean_max_logit) / mean_residual
 
     # --------------------------------------------------------------- scoring
-    def _energy_and_residual(self, X):
-        X = np.asarray(X, dtype=np.float64)
-        energy = logsumexp64(head_logits(X, self.W_, self.b_))
-        residual = np.linalg.norm(
-            (X - self.origin_) @ self.residual_components_.T, axis=1
-        )
-        return energy, residual
+    def _residual(self, X):
+        """``||(x - o) projected off the principal subspace||`` of each row."""
+        centred = np.subtract(X, self.origin_, dtype=np.float64)
+        return np.linalg.norm(centred @ self.residual_components_.T, axis=1)
 
     def _score(self, X):
-        energy, residual = self._energy_and_residual(X)
-        return energy - self.alpha_ * residual
+        energy = logsumexp64(head_logits(X, self.W_, self.b_))
+        return energy - self.alpha_ * self._residual(X)
