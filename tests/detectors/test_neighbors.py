@@ -423,7 +423,7 @@ def test_knn_leave_one_out_equals_brute_force(X, normalize, backend, data):
     )
 
 
-@given(point_sets(), st.integers(0, 2**32 - 1), st.data())
+@given(point_sets(elements=directional), st.integers(0, 2**32 - 1), st.data())
 def test_nnguide_invariant_to_rotating_features_and_head(X, seed, data):
     n, d = X.shape
     k = data.draw(st.integers(1, n - 1))
