@@ -51,6 +51,8 @@ _BLOCK_ELEMENTS = 2**24
 _REFINE_ELEMENTS = 2**22
 # Rows per chunk for row-wise preprocessing (norms).
 _ROW_CHUNK = 8192
+# Entries per float64 chunk of normalize_rows (4 MiB: stays in cache).
+_NORMALIZE_ELEMENTS = 2**19
 # Bank rows per neighbour in the NumPy backend's probe: the k-th key of the
 # probe bounds a block's share of candidates to about k * width / probe rows.
 _PROBE_PER_K = 64
@@ -109,17 +111,22 @@ def normalize_rows(X, scale=None, dtype=None):
     Zero rows stay zero. The result has ``dtype`` (default: ``X``'s).
     """
     out = np.empty(X.shape, dtype=X.dtype if dtype is None else dtype)
-    for rows in gen_batches(X.shape[0], _ROW_CHUNK):
+    # Squares of float64 entries below 1e-154 or above 1e154 under- or
+    # overflow, and the row would not come out of unit length: such input is
+    # divided by its largest entry first. Squares of float32 entries cannot
+    # leave the float64 range, so they skip that pass.
+    rescale = X.dtype != np.float32
+    step = max(1, _NORMALIZE_ELEMENTS // max(X.shape[1], 1))
+    for rows in gen_batches(X.shape[0], step):
         chunk = X[rows].astype(np.float64)
-        # Divide by the largest entry first: squares of tiny (< 1e-154) or
-        # huge (> 1e154) entries under- or overflow, and the row would not
-        # come out of unit length.
-        peaks = np.abs(chunk).max(axis=1) if chunk.shape[1] else np.zeros(len(chunk))
-        chunk /= np.where(peaks > 0, peaks, 1.0)[:, None]
+        if rescale and chunk.shape[1]:
+            peaks = np.abs(chunk).max(axis=1)
+            chunk /= np.where(peaks > 0, peaks, 1.0)[:, None]
         norms = np.sqrt(np.einsum("ij,ij->i", chunk, chunk))
-        chunk /= np.where(norms > 0, norms, 1.0)[:, None]
+        factor = 1.0 / np.where(norms > 0, norms, 1.0)
         if scale is not None:
-            chunk *= scale[rows, None]
+            factor *= scale[rows]
+        chunk *= factor[:, None]
         out[rows] = chunk
     return out
 
