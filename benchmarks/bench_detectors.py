@@ -1210,9 +1210,10 @@ def _legend(names):
         "times in seconds (ms where marked); offset_ ours = the first read of "
         "offset_ after scoring (the contamination threshold, computed on first "
         "use; pytorch-ood has none); MiB = peak RSS rise during fit + "
-        "score + offset_; speed-up = theirs / ours (fit + score), '<2x' marks a miss of the "
-        "2x target; max|diff| after alignment, rel = max|diff| / range of our "
-        "scores; ranking 'equal' = identical ranks, else Spearman's rho."
+        "score + offset_; speed-up = theirs / ours (fit + score), '<2x' marks "
+        "a miss of the 2x target; max|diff| after alignment, rel = "
+        "max|diff| / range of our scores; ranking 'equal' = identical ranks, "
+        "else Spearman's rho."
     )
     return "\n".join(lines)
 

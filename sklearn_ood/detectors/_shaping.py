@@ -8,32 +8,229 @@ another one is given. The shared skeleton is :class:`_ShapedLogitDetector`;
 :class:`ReAct` and :class:`DICE` live here, :class:`ASH` and :class:`SCALE`
 (which shape each sample from its own largest activations) in
 ``_shaping_ash.py``.
+
+Precision. Ranking, clipping and masking are exact in any floating dtype,
+so float32 features are ranked and compared in float32 and never copied to
+float64 as a whole; sums and the percentile interpolation accumulate in
+float64, and the logits and scores stay float64 until ``score_samples``
+rounds them to the dtype of ``X``. ReAct and DICE take the product with the
+head in float64 (each block of float32 rows is cast, exactly, just before
+it), so their float32 scores are the float64 scores of the same numbers,
+rounded. ASH and SCALE multiply float32 features with a float32 copy of the
+head (see ``_shaping_ash.py``).
 """
 
+import math
 from numbers import Real
 
 import numpy as np
 from sklearn.base import clone
 from sklearn.utils._param_validation import HasMethods, Interval
 
-from sklearn_ood.base import BaseDetector
+from sklearn_ood.base import BaseDetector, PartialFitMixin, _DeferredOffset
 from sklearn_ood.detectors._head import check_head
 from sklearn_ood.detectors._logits import Energy
 
 __all__ = ["DICE", "ReAct"]
+
+# Rows of X shaped at a time, in blocks of at most this many bytes of float64
+# features: each block is one product with the head (a few large BLAS calls
+# lose less than many small ones to thread wake-ups on busy cores), and the
+# temporaries of a block stay below glibc's largest mmap threshold (32 MiB),
+# so the next block reuses their memory instead of faulting in fresh pages.
+_BLOCK_BYTES = 24 << 20
+# Per-row statistics (ranks, sums) run over smaller chunks that stay in cache.
+_CACHE_BYTES = 1 << 19
+
+# The overrides of BaseDetector that make a detector learn from its fit rows
+# (or keep them in its own way); see _is_score_only.
+_FIT_HOOKS = (
+    "fit",
+    "_fit",
+    "_validate_fit_data",
+    "_offset_row_indices",
+    "_offset_sample",
+    "_fit_scores",
+    "_defer_offset",
+)
+
+
+def _row_blocks(X, max_bytes):
+    """Slices of about equal numbers of rows, each at most ``max_bytes`` of X."""
+    n_rows, row_bytes = X.shape[0], X.itemsize * max(1, X.shape[1])
+    n_blocks = max(1, -(-n_rows * row_bytes // max_bytes))
+    step = max(1, -(-n_rows // n_blocks))
+    return [slice(start, start + step) for start in range(0, n_rows, step)]
+
+
+def _is_score_only(detector):
+    """Whether fitting ``detector`` learns nothing from its rows.
+
+    True for the detectors of this package that only score their input
+    (``Energy``, ``MaxSoftmax``, ``MaxLogit``, ``Entropy``): a
+    :class:`~sklearn_ood.base.BaseDetector` that keeps the base class's
+    ``fit`` machinery as it is, does not stream (``partial_fit``) and does not
+    record the classes of ``y``. Their fitted state is ``n_features_in_``
+    (the number of logit columns) and ``offset_``. Anything else, third-party
+    detectors included, is assumed to learn from every row.
+    """
+    cls = type(detector)
+    return (
+        isinstance(detector, BaseDetector)
+        and not isinstance(detector, PartialFitMixin)
+        and not getattr(detector, "_class_aware", False)
+        and all(
+            getattr(cls, name) is getattr(BaseDetector, name) for name in _FIT_HOOKS
+        )
+    )
+
+
+class _ShapedOffsetSample(_DeferredOffset):
+    """Threshold of a score-only inner detector, from the outer detector's rows.
+
+    Fitting the inner detector on the shaped logits of every fit row would
+    only set its ``offset_``: the contamination quantile of its scores of the
+    seeded sample of at most 10,000 fit rows (the rows the outer detector
+    keeps for its own ``offset_``). This holder keeps those feature rows and
+    shapes them when the inner ``offset_`` is first read, which gives the
+    same value without shaping any row in ``fit``.
+    """
+
+    __slots__ = ("_owner", "_rows")
+
+    def __init__(self, owner, rows, contamination):
+        super().__init__(None, contamination)
+        self._owner, self._rows = owner, rows
+
+    @property
+    def sample(self):
+        if self._rows is None:
+            return None
+        return self._owner._shaped_logits(self._rows)
+
+    @sample.setter
+    def sample(self, value):
+        # BaseDetector.offset_ clears the sample once the value is stored.
+        if value is not None:
+            raise ValueError("the sample of a shaped offset is set at creation.")
+        self._rows = None
+
+    def __getstate__(self):
+        return (self._owner, self._rows, self.contamination, self.value)
+
+    def __setstate__(self, state):
+        self._owner, self._rows, self.contamination, self.value = state
+
+
+def _order_statistics_between(X, rank, low, high):
+    """Entries ``rank`` and ``rank + 1`` of the sorted entries of ``X``, or None.
+
+    One pass over ``X`` in row chunks counts the entries below ``low`` and
+    equal to it, and collects those in ``(low, high]``; when both ranks fall
+    in ``[low, high]`` the answer is among them, else the bounds missed and
+    the result is None. Ties at ``low`` (e.g. the zeros of ReLU features) are
+    counted, not collected.
+    """
+    below = at_low = 0
+    inside = []
+    for rows in _row_blocks(X, _CACHE_BYTES):
+        chunk = X[rows]
+        keep = chunk >= low
+        n_from_low = np.count_nonzero(keep)
+        below += chunk.size - n_from_low
+        np.greater(chunk, low, out=keep)
+        at_low += n_from_low - np.count_nonzero(keep)
+        keep &= chunk <= high
+        inside.append(chunk[keep])
+    inside = np.concatenate(inside)
+    values = []
+    for r in (rank, rank + 1):
+        r -= below
+        if r < 0 or r >= at_low + len(inside):
+            return None
+        values.append(r)
+    if values[0] >= at_low or values[1] >= at_low:
+        kth = [r - at_low for r in values if r >= at_low]
+        inside.partition(kth)
+    return tuple(low if r < at_low else inside[r - at_low] for r in values)
+
+
+def _order_statistics(X, rank, sample_size=65_536):
+    """Entries ``rank`` and ``rank + 1`` of the sorted entries of ``X``, exactly.
+
+    Without copying ``X``: the two entries are found between bounds read off
+    a seeded random sample of ``sample_size`` entries, six standard
+    deviations of the sample's rank on either side (a miss, then a partition
+    of a copy, has a probability of about 1e-9). Small arrays are
+    partitioned directly.
+    """
+    n = X.size
+    if n <= 4 * sample_size:
+        flat = np.partition(X.reshape(-1), [rank, rank + 1])
+        return flat[rank], flat[rank + 1]
+    rng = np.random.default_rng(0)
+    sample = np.sort(
+        X[
+            rng.integers(X.shape[0], size=sample_size),
+            rng.integers(X.shape[1], size=sample_size),
+        ]
+    )
+    # Sample entries below X_(r): binomial with mean m r / n and standard
+    # deviation at most sqrt(m) / 2.
+    margin = 6.0 * math.sqrt(sample_size) / 2 + 16
+    lo = math.floor(sample_size * rank / n - margin)
+    hi = math.ceil(sample_size * (rank + 1) / n + margin)
+    low = sample[lo] if lo >= 0 else -np.inf
+    high = sample[hi] if hi < sample_size else np.inf
+    found = _order_statistics_between(X, rank, low, high)
+    if found is None:
+        flat = np.partition(X.reshape(-1), [rank, rank + 1])
+        found = flat[rank], flat[rank + 1]
+    return found
+
+
+def _percentile_of_entries(X, q):
+    """``np.percentile(X, q)`` over all entries of ``X``, computed in float64.
+
+    Equal to ``np.percentile(X.astype(np.float64), q)`` (NumPy's linear
+    interpolation) for float32 and float64 ``X``, without the float64 copy
+    and the partition of all entries: only the two neighbouring order
+    statistics are selected (:func:`_order_statistics`), in the dtype of
+    ``X``, where they are exact, and interpolated in float64 with NumPy's
+    formula.
+    """
+    n = X.size
+    virtual = (n - 1) * np.true_divide(q, 100)
+    if virtual >= n - 1:
+        return float(X.max())
+    rank = math.floor(virtual)
+    gamma = float(virtual - rank)
+    a, b = (float(v) for v in _order_statistics(X, rank))
+    # NumPy's _lerp: from the nearer end, so that gamma = 0 and 1 are exact.
+    diff = b - a
+    return b - diff * (1 - gamma) if gamma >= 0.5 else a + diff * gamma
 
 
 class _ShapedLogitDetector(BaseDetector):
     """Shape the features, compute the head's logits, score them with a detector.
 
     Subclasses list their own hyper-parameters and implement
-    ``_fit_shaping(X, y)`` (fitted statistics, from float64 ID fit rows, once
-    ``W_`` and ``b_`` are set), ``_shape(X)`` (shaped float64 features) and,
-    when they change the head instead, ``_weights()``.
+    ``_fit_shaping(X, y)`` (fitted statistics, from the ID fit rows in their
+    own dtype, float32 or float64, once ``W_`` and ``b_`` are set) and
+    ``_block_logits(X, out)`` (writes the float64 shaped logits ``W shape(x)
+    + b`` of a block of rows, float32 or float64, into ``out``).
 
     ``fit`` resolves ``head`` with :func:`check_head`, fits the shaping, then
     fits a clone of ``detector`` (``Energy()`` when None) on the shaped logits
     of the ID fit rows, passing ``y``; the user's ``detector`` is never fitted.
+    A score-only inner detector (``Energy``, ``MaxSoftmax``, ``MaxLogit``,
+    ``Entropy``: see :func:`_is_score_only`) learns nothing from those rows,
+    so ``fit`` shapes none of them: the clone is fitted on the logits of the
+    first row (which validates its parameters and sets its
+    ``n_features_in_``) and its ``offset_`` is computed on first use from the
+    same sample of fit rows as the outer ``offset_``, the value a fit on all
+    rows gives. Shaped logits that are not finite then raise in
+    ``score_samples`` or ``offset_`` rather than in ``fit``.
     ``score_samples`` is that clone's ``score_samples`` of the shaped logits.
     Labels are required exactly when the inner detector requires them.
     """
@@ -59,26 +256,52 @@ class _ShapedLogitDetector(BaseDetector):
         else:
             detector = clone(self.detector, safe=False)
         self.W_, self.b_ = check_head(self.head, X.shape[1])
-        X = np.asarray(X, dtype=np.float64)
         self._fit_shaping(X, y)
-        detector.fit(self._shaped_logits(X), y)
+        # The rows behind offset_ (X holds the ID rows only: OOD rows were
+        # dropped), the ones BaseDetector keeps; _offset_sample hands them over.
+        sample = BaseDetector._offset_sample(self, X)
+        if (
+            _is_score_only(detector)
+            and detector._offset_sample_size == self._offset_sample_size
+        ):
+            detector.fit(self._shaped_logits(X[:1]), None if y is None else y[:1])
+            detector._threshold_ = _ShapedOffsetSample(
+                self, sample, detector.contamination
+            )
+        else:
+            detector.fit(self._shaped_logits(X), y)
         self.detector_ = detector
+        self._fit_sample = sample
+
+    def _offset_sample(self, X_id):
+        # _fit has drawn the sample already (and may share it with detector_).
+        sample = self.__dict__.pop("_fit_sample", None)
+        return super()._offset_sample(X_id) if sample is None else sample
 
     def _fit_shaping(self, X, y):
         """Learn the shaping statistics; nothing by default."""
 
-    def _shape(self, X):
-        return X
-
-    def _weights(self):
-        return self.W_
+    def _block_logits(self, X, out):  # pragma: no cover - abstract
+        raise NotImplementedError
 
     def _shaped_logits(self, X):
-        X = np.asarray(X, dtype=np.float64)
+        """Float64 shaped logits of the rows of ``X``, a block of rows at a time."""
+        X = np.asarray(X)
+        if X.dtype != np.float32:
+            X = X.astype(np.float64, copy=False)
+        logits = np.empty((len(X), len(self.b_)))
         # Overflow (inf, then inf * 0 = NaN) is refused below, not warned about.
         with np.errstate(over="ignore", invalid="ignore"):
-            logits = self._shape(X) @ self._weights().T + self.b_
-        bad = ~np.all(np.isfinite(logits), axis=1)
+            for rows in _row_blocks(X, _BLOCK_BYTES * X.itemsize // 8):
+                self._block_logits(X[rows], logits[rows])
+            bad = ~np.all(np.isfinite(logits), axis=1)
+            if np.any(bad) and X.dtype == np.float32:
+                # A float32 product (ASH, SCALE) overflows at 3.4e38: redo
+                # those rows in float64 before calling them overflowing.
+                redone = np.empty((np.count_nonzero(bad), len(self.b_)))
+                self._block_logits(X[bad].astype(np.float64), redone)
+                logits[bad] = redone
+                bad = ~np.all(np.isfinite(logits), axis=1)
         if np.any(bad):
             raise ValueError(
                 f"{type(self).__name__}: the shaped logits of {int(bad.sum())} "
@@ -108,7 +331,11 @@ class ReAct(_ShapedLogitDetector):
     taken over every entry of the fit matrix together (NumPy's linear
     interpolation), and only rows with ``y >= 0`` count. ``percentile=100``
     clips at the largest fit activation, so the fit rows score as with no
-    clipping at all.
+    clipping at all. The threshold equals ``np.percentile`` of the float64
+    fit matrix, for float32 input too; only its two neighbouring order
+    statistics are selected, in one pass over the fit matrix and without a
+    copy of it. Float32 features are clipped and multiplied with the head in
+    float64, so their scores are the float64 scores of the same numbers.
 
     The penultimate features of a ReLU network are non-negative, but nothing
     here assumes it: negative activations lie below any sensible :math:`c`
@@ -188,10 +415,13 @@ class ReAct(_ShapedLogitDetector):
         if self.threshold is not None:
             self.threshold_ = float(self.threshold)
         else:
-            self.threshold_ = float(np.percentile(X, self.percentile))
+            self.threshold_ = _percentile_of_entries(X, self.percentile)
 
-    def _shape(self, X):
-        return np.minimum(X, self.threshold_)
+    def _block_logits(self, X, out):
+        # The float64 threshold makes the minimum (and the cast) float64.
+        clipped = np.minimum(X, np.float64(self.threshold_))
+        np.matmul(clipped, self.W_.T, out=out)
+        out += self.b_
 
 
 class DICE(_ShapedLogitDetector):
@@ -222,7 +452,8 @@ class DICE(_ShapedLogitDetector):
     also drops one more weight whenever the quantile lands on a contribution,
     e.g. the smallest one at ``p=0``; here ``p=0`` is the plain head. It
     computes in float32 and returns the energy (an outlier score); here the
-    fit is float64 and the score is higher for ID data.
+    fit and the product with the head are float64 (for float32 features
+    too) and the score is higher for ID data.
 
     Parameters
     ----------
@@ -288,11 +519,12 @@ class DICE(_ShapedLogitDetector):
         self.detector = detector
 
     def _fit_shaping(self, X, y):
-        self.mean_ = X.mean(axis=0)
+        self.mean_ = X.mean(axis=0, dtype=np.float64)
         contributions = self.mean_ * self.W_
         self.threshold_ = float(np.quantile(contributions, self.p))
         self.mask_ = contributions >= self.threshold_
         self.masked_W_ = np.where(self.mask_, self.W_, 0.0)
 
-    def _weights(self):
-        return self.masked_W_
+    def _block_logits(self, X, out):
+        np.matmul(X.astype(np.float64, copy=False), self.masked_W_.T, out=out)
+        out += self.b_

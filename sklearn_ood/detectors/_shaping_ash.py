@@ -1,10 +1,26 @@
-"""ASH and SCALE: shape each sample from its own largest activations.
+r"""ASH and SCALE: shape each sample from its own largest activations.
 
 Both rank the entries of one row of penultimate features ``X``, keep the
 largest ones and compute the logits through the linear ``head``; nothing is
 fitted but the head and the logit detector. The shared skeleton
 (:class:`~sklearn_ood.detectors._shaping._ShapedLogitDetector`) lives in
 ``_shaping.py``.
+
+Speed and precision. The per-row threshold is a rank selection
+(``np.partition``) in the dtype of ``X``, exact in float32 as in float64;
+the masks and the pruned copy are exact too, and the sums :math:`s_1, s_2`
+accumulate in float64. The per-row factor of ASH-S, ASH-B and SCALE
+multiplies the logits after the product with the head, :math:`W (f v) = f
+(W v)`, so SCALE needs no shaped copy of ``X`` at all. The ranking and sums
+run over cache-sized chunks of rows (:func:`_map_row_chunks`), the product
+over large blocks. Float64 features are multiplied with the float64 head.
+Float32 features are multiplied with a float32 copy of the head, a
+single-precision product as the network (and pytorch-ood) compute their
+logits, in half the time of a float64 one: each logit then carries a
+relative error of order :math:`10^{-7}` of :math:`\sum_j |W_{kj} v_j|`,
+and the scores agree with those of the float64 computation on the same
+numbers to about :math:`10^{-6}` relative (tested at 1e-5); rows whose
+float32 logits overflow are redone in float64.
 """
 
 from numbers import Real
@@ -12,29 +28,89 @@ from numbers import Real
 import numpy as np
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from sklearn_ood.detectors._shaping import _ShapedLogitDetector
+from sklearn_ood.detectors._shaping import (
+    _CACHE_BYTES,
+    _row_blocks,
+    _ShapedLogitDetector,
+)
 
 __all__ = ["ASH", "SCALE"]
 
 
-def _keep_largest(X, percentile):
-    """Mask of the entries of each row at or above its pruning threshold.
+def _n_kept(n_features, percentile):
+    """``k = n - round(n * percentile / 100)``, at least 1."""
+    return max(1, n_features - int(np.round(n_features * percentile / 100.0)))
 
-    The threshold of a row is its ``k``-th largest value, ``k = n -
-    round(n * percentile / 100)`` (at least 1), so that without ties exactly
-    the ``k`` largest entries are kept; entries tied with the threshold are
-    all kept.
+
+def _rank_rows(chunk, k, scratch):
+    """Partition a copy of each row around its ``k``-th largest entry.
+
+    Returns the partitioned copy (written to ``scratch``, an array of at least
+    as many rows, reused from chunk to chunk) and the per-row threshold
+    :math:`t`, the ``k``-th largest entry. The ranking runs in the dtype of
+    ``chunk``: :math:`t` is one of the row's entries, exact in any dtype, so
+    float32 rows give the threshold of their float64 cast, about 7 times
+    faster.
     """
-    n = X.shape[1]
-    k = max(1, n - int(np.round(n * percentile / 100.0)))
-    kth_largest = np.partition(X, n - k, axis=1)[:, n - k]
-    return X >= kth_largest[:, np.newaxis]
+    n = chunk.shape[1]
+    part = scratch[: len(chunk)]
+    np.copyto(part, chunk)
+    part.partition(n - k, axis=1)
+    return part, part[:, n - k].copy()
 
 
-def _sharpening(total, kept_total):
-    """Per-row factor ``exp(s1 / s2)``; 1 where ``s2 <= 0``."""
-    ratio = np.divide(total, kept_total, out=np.zeros_like(total), where=kept_total > 0)
-    return np.exp(ratio)
+def _row_sums(part, threshold, k):
+    """Float64 sums :math:`s_1` of all entries and :math:`s_2` of those >= t.
+
+    ``part`` is a chunk partitioned by :func:`_rank_rows`: the ``k`` largest
+    entries of a row sit at its end. Entries left of them equal to
+    :math:`t` are kept too, so that without ties :math:`s_2` is the sum of
+    the ``k`` largest entries and with ties it does not depend on the order
+    of the features.
+    """
+    n = part.shape[1]
+    total = part.sum(axis=1, dtype=np.float64)
+    kept = part[:, n - k :].sum(axis=1, dtype=np.float64)
+    if k < n:
+        # Only a row whose largest pruned entry equals t has ties (which
+        # add nothing when t = 0, e.g. for sparse ReLU features).
+        lower = part[:, : n - k]
+        tied = np.flatnonzero((lower.max(axis=1) == threshold) & (threshold != 0))
+        if tied.size:
+            t = threshold[tied, np.newaxis]
+            kept[tied] += t[:, 0] * np.count_nonzero(lower[tied] == t, axis=1)
+    return total, kept
+
+
+def _product_weights(W, dtype):
+    """The head weights in the dtype of the features for the product ``W v``.
+
+    A float32 copy for float32 features: a single-precision product (see the
+    module docstring); ``W`` itself for float64 features.
+    """
+    return W if dtype == np.float64 else W.astype(np.float32)
+
+
+def _sum_ratio(total, kept_total):
+    """Per-row ``s1 / s2``, the exponent of the factor; 0 where ``s2 <= 0``."""
+    return np.divide(total, kept_total, out=np.zeros_like(total), where=kept_total > 0)
+
+
+def _map_row_chunks(func, X):
+    """Call ``func(rows, scratch)`` on cache-sized chunks of the rows of ``X``.
+
+    The ranking, masks and sums of a chunk stay in cache, and ``scratch``, an
+    array of one chunk, is allocated once for all of them.
+
+    The chunks are independent and NumPy releases the GIL for their work, but
+    they run in this thread: Python threads measured no faster here, as they
+    compete with the BLAS threads that keep spinning for a while after the
+    product with the head of the previous block or call.
+    """
+    chunks = _row_blocks(X, _CACHE_BYTES)
+    scratch = np.empty_like(X[chunks[0]], order="C")
+    for rows in chunks:
+        func(rows, scratch)
 
 
 class ASH(_ShapedLogitDetector):
@@ -60,6 +136,12 @@ class ASH(_ShapedLogitDetector):
     kept. :math:`S` is the logit detector (negative energy by default).
     Nothing is learnt from the fit data but the logit detector and
     ``offset_``.
+
+    Float32 features are ranked and pruned in float32 (exactly) and
+    multiplied with a float32 copy of the head, in a single-precision matrix
+    product; :math:`s_1, s_2` and the logits are float64. Their scores agree
+    with the float64 computation on the same numbers to about :math:`10^{-6}`
+    relative.
 
     The penultimate features of a ReLU network are non-negative, but nothing
     here assumes it: entries are ranked by signed value (the most negative
@@ -145,16 +227,38 @@ class ASH(_ShapedLogitDetector):
         self.percentile = percentile
         self.detector = detector
 
-    def _shape(self, X):
-        keep = _keep_largest(X, self.percentile)
-        if self.variant == "b":
-            fill = X.sum(axis=1) / keep.sum(axis=1)
-            return np.where(keep, fill[:, np.newaxis], 0.0)
-        pruned = np.where(keep, X, 0.0)
+    def _block_logits(self, X, out):
+        # The product runs on one shaped copy of the block: the pruned
+        # features (ASH-P, ASH-S) or the mask of kept entries (ASH-B), in the
+        # dtype of X, exact either way; the per-row factor of ASH-S and ASH-B
+        # scales the logits after it: W (f v) = f (W v).
+        k = _n_kept(X.shape[1], self.percentile)
+        shaped = np.empty_like(X, order="C")
+        scale = np.empty(len(X))
+
+        def shape_rows(rows, scratch):
+            chunk = X[rows]
+            part, threshold = _rank_rows(chunk, k, scratch)
+            mask = np.greater_equal(chunk, threshold[:, np.newaxis], out=shaped[rows])
+            if self.variant == "b":
+                total = part.sum(axis=1, dtype=np.float64)
+                scale[rows] = total / np.count_nonzero(mask, axis=1)
+                return
+            # x [x >= t]; a pruned negative entry becomes -0.0, which adds
+            # nothing to the product.
+            np.multiply(mask, chunk, out=mask)
+            if self.variant == "s":  # the exponent; exp() below, warnings off
+                scale[rows] = _sum_ratio(*_row_sums(part, threshold, k))
+
+        _map_row_chunks(shape_rows, X)
+        W = _product_weights(self.W_, X.dtype)
         if self.variant == "p":
-            return pruned
-        factor = _sharpening(X.sum(axis=1), pruned.sum(axis=1))
-        return pruned * factor[:, np.newaxis]
+            out[...] = shaped @ W.T
+        else:
+            if self.variant == "s":
+                scale = np.exp(scale)
+            np.multiply(shaped @ W.T, scale[:, np.newaxis], out=out)
+        out += self.b_
 
 
 class SCALE(_ShapedLogitDetector):
@@ -173,10 +277,16 @@ class SCALE(_ShapedLogitDetector):
     activations. Unlike ASH-S, the pruned copy only gives the ratio
     :math:`r = s_1 / s_2`: *all* activations are kept and multiplied by
     :math:`e^r`. The paper finds that pruning hurts OOD detection while this
-    scaling helps; the logits become :math:`e^r \, W x + b`. :math:`S` is
-    the logit detector
-    (negative energy by default). Nothing is learnt from the fit data but the
-    logit detector and ``offset_``.
+    scaling helps; the logits become :math:`e^r \, W x + b`, computed in
+    that order (the product of the raw features, then the factor). :math:`S`
+    is the logit detector (negative energy by default). Nothing is learnt
+    from the fit data but the logit detector and ``offset_``.
+
+    Float32 features are ranked in float32 (exactly) and multiplied with a
+    float32 copy of the head, in a single-precision matrix product;
+    :math:`s_1, s_2` and the logits are float64. Their scores agree with the
+    float64 computation on the same numbers to about :math:`10^{-6}`
+    relative.
 
     The penultimate features of a ReLU network are non-negative, but nothing
     here assumes it: entries are ranked by signed value and :math:`r` is
@@ -246,7 +356,17 @@ class SCALE(_ShapedLogitDetector):
         self.percentile = percentile
         self.detector = detector
 
-    def _shape(self, X):
-        keep = _keep_largest(X, self.percentile)
-        factor = _sharpening(X.sum(axis=1), np.where(keep, X, 0.0).sum(axis=1))
-        return X * factor[:, np.newaxis]
+    def _block_logits(self, X, out):
+        k = _n_kept(X.shape[1], self.percentile)
+        ratio = np.empty(len(X))
+
+        def ratio_rows(rows, scratch):
+            part, threshold = _rank_rows(X[rows], k, scratch)
+            ratio[rows] = _sum_ratio(*_row_sums(part, threshold, k))
+
+        _map_row_chunks(ratio_rows, X)
+        # W (f x) = f (W x): the factor scales the logits of the raw features,
+        # which need no shaped copy.
+        W = _product_weights(self.W_, X.dtype)
+        np.multiply(X @ W.T, np.exp(ratio)[:, np.newaxis], out=out)
+        out += self.b_

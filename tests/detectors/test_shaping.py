@@ -292,6 +292,23 @@ def test_ash_ties_at_the_threshold_are_all_kept():
         )
 
 
+@pytest.mark.parametrize("signed", [False, True], ids=["relu", "signed"])
+@pytest.mark.parametrize(
+    "make, reference",
+    [c for c, i in zip(CASES, CASE_IDS) if i.startswith(("ASH", "SCALE"))],
+    ids=[i for i in CASE_IDS if i.startswith(("ASH", "SCALE"))],
+)
+def test_ties_everywhere_match_the_reference(make, reference, signed):
+    """Few distinct values: most thresholds are tied, at zero and elsewhere."""
+    W, b = _head()
+    X = np.round(2 * _features(n=40, seed=8, signed=signed)) / 2
+    for dtype in (np.float64, np.float32):
+        scores = make((W, b)).fit(X.astype(dtype)).score_samples(X.astype(dtype))
+        expected = ref_energy(reference(X, X, W, b))
+        tol = 1e-10 if dtype == np.float64 else 1e-6
+        np.testing.assert_allclose(scores, expected, rtol=tol, atol=tol)
+
+
 def test_overflowing_scale_factor_raises():
     # k = 1 of 1000 nearly equal activations: r = s1 / s2 ~ 1000 overflows exp.
     X = np.tile(np.linspace(1.0, 1.001, 1000), (3, 1))
