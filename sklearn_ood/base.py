@@ -187,7 +187,9 @@ class BaseDetector(OutlierMixin, BaseEstimator):
         override this together with ``_fit_scores`` (e.g. row indices).
         """
         rows = self._offset_row_indices(len(X_id))
-        return X_id[rows].copy() if isinstance(rows, slice) else X_id[rows]
+        if isinstance(rows, slice):
+            return X_id.copy()
+        return np.take(X_id, rows, axis=0)  # a copy; faster than X_id[rows]
 
     def _fit_scores(self, sample):
         """Scores of the kept ID fit rows that set ``offset_``.
