@@ -10,7 +10,12 @@ import numpy as np
 from sklearn.utils._param_validation import Interval
 
 from sklearn_ood.base import BaseDetector
-from sklearn_ood.detectors._softmax import log_softmax64, logsumexp64, softmax64
+from sklearn_ood.detectors._softmax import (
+    logsumexp64,
+    max_softmax64,
+    neg_entropy64,
+    softmax64,
+)
 
 __all__ = ["Energy", "Entropy", "GEN", "MaxLogit", "MaxSoftmax", "WeightedEnergy"]
 
@@ -60,8 +65,7 @@ class MaxSoftmax(BaseDetector):
         self.temperature = temperature
 
     def _score(self, X):
-        # max softmax = exp(max log-softmax): exact and free of overflow.
-        return np.exp(log_softmax64(X, self.temperature).max(axis=1))
+        return max_softmax64(X, self.temperature)
 
 
 class MaxLogit(BaseDetector):
@@ -255,8 +259,7 @@ class Entropy(BaseDetector):
         super().__init__(contamination=contamination)
 
     def _score(self, X):
-        log_p = log_softmax64(X)
-        return np.sum(np.exp(log_p) * log_p, axis=1)
+        return neg_entropy64(X)
 
 
 class GEN(BaseDetector):

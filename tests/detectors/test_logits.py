@@ -282,3 +282,17 @@ def test_predict_is_sign_of_decision_function(X_fit, X, contamination):
         np.testing.assert_array_equal(
             det.predict(X), np.where(det.decision_function(X) >= 0, 1, -1)
         )
+
+
+def test_entropy_and_msp_keep_relative_precision_on_confident_rows():
+    # Two classes, margin m: p2 = t / (1 + t) with t = exp(-m), and
+    # sum p log p = -p1 log1p(t) - p2 (m + log1p(t)), ~ -m t: tiny but exact.
+    margins = np.array([5.0, 20.0, 40.0, 200.0])
+    t = np.exp(-margins)
+    p1, p2 = 1 / (1 + t), t / (1 + t)
+    expected = -p1 * np.log1p(t) - p2 * (margins + np.log1p(t))
+    logits = np.column_stack([margins, np.zeros_like(margins)])
+    scores = Entropy().fit(logits).score_samples(logits)
+    np.testing.assert_allclose(scores, expected, rtol=1e-13)
+    msp = MaxSoftmax().fit(logits).score_samples(logits)
+    np.testing.assert_allclose(msp, p1, rtol=1e-15)
