@@ -23,14 +23,13 @@ from sklearn_ood.detectors import (
     _shaping,
     _shaping_ash,
 )
-from sklearn_ood.detectors._shaping import (
-    DICE,
-    ReAct,
-    _is_score_only,
+from sklearn_ood.detectors import _order_statistics as _order_statistics_module
+from sklearn_ood.detectors._order_statistics import (
     _order_statistics,
     _order_statistics_between,
     _percentile_of_entries,
 )
+from sklearn_ood.detectors._shaping import DICE, ReAct, _is_score_only
 from sklearn_ood.detectors._shaping_ash import ASH, SCALE
 
 DETECTORS = {
@@ -111,7 +110,9 @@ def test_order_statistics_fall_back_when_the_bounds_miss(monkeypatch):
     r = 123_456
     expected = tuple(np.sort(X.ravel())[[r, r + 1]])
     assert _order_statistics(X, r) == expected
-    monkeypatch.setattr(_shaping, "_order_statistics_between", lambda *args: None)
+    monkeypatch.setattr(
+        _order_statistics_module, "_order_statistics_between", lambda *args: None
+    )
     assert _order_statistics(X, r) == expected
 
 
