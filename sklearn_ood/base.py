@@ -115,8 +115,7 @@ class BaseDetector(OutlierMixin, BaseEstimator):
         if self._class_aware and y is not None:
             self.classes_ = np.unique(y[y >= 0])
         self._fit(X, y)
-        X_id = X if y is None or not self._uses_outliers else X[y >= 0]
-        self._defer_offset(self._offset_sample(X_id))
+        self._defer_offset(self._offset_sample(self._in_distribution_rows(X, y)))
         return self
 
     def fit_predict(self, X, y=None, **kwargs):
@@ -149,6 +148,11 @@ class BaseDetector(OutlierMixin, BaseEstimator):
             if not id_rows.all():  # no copy of the usual all-ID fit set
                 X, y = X[id_rows], y[id_rows]
         return X, y
+
+    def _in_distribution_rows(self, X, y):
+        """The ID rows of validated fit data (already all of them, without a
+        copy, unless the method keeps OOD rows)."""
+        return X if y is None or not self._uses_outliers else X[y >= 0]
 
     def _check_fit_labels(self, X, y):
         if y is None:
@@ -328,7 +332,7 @@ class PartialFitMixin:
         self._reset_stats(X, y)
         self._update_stats(X, y)
         self._finalize_stats()
-        self._start_offset_sample(X if y is None else X[y >= 0])
+        self._start_offset_sample(self._in_distribution_rows(X, y))
 
     @_fit_context(prefer_skip_nested_validation=True)
     def partial_fit(self, X, y=None):
@@ -351,7 +355,7 @@ class PartialFitMixin:
         if self._class_aware and y is not None:
             seen = np.unique(y[y >= 0])
             self.classes_ = seen if first_call else np.union1d(self.classes_, seen)
-        X_id = X if y is None else X[y >= 0]
+        X_id = self._in_distribution_rows(X, y)
         if first_call:
             self._reset_stats(X, y)
             self._start_offset_sample(X_id[:0])
@@ -369,7 +373,7 @@ class PartialFitMixin:
         """Start the offset sample from a whole fit set: a uniform subset."""
         self._offset_rng_ = np.random.default_rng(1)
         self.n_samples_seen_ = len(X_id)
-        self._offset_sample_ = X_id[self._offset_row_indices(len(X_id))].copy()
+        self._offset_sample_ = BaseDetector._offset_sample(self, X_id)
 
     def _add_to_offset_sample(self, X_id):
         """Reservoir sampling (Vitter's algorithm R) of the ID fit rows."""
