@@ -264,7 +264,9 @@ class ReAct(_ShapedLogitDetector):
         means :class:`~sklearn_ood.detectors.Energy` (the paper's choice).
         Any detector of this package that takes logits works, e.g.
         ``MaxSoftmax()``, ``GEN()``, ``KLMatching()``. A clone is fitted on
-        the shaped logits of the fit rows (with ``y``) as ``detector_``.
+        the shaped logits of the fit rows (with ``y``) as ``detector_``; a
+        score-only one (``Energy``, ``MaxSoftmax``, ...) learns nothing from
+        them, so ``fit`` shapes only the rows its threshold needs.
     contamination : float in (0, 0.5], default=0.05
         Fraction of the ID fit rows rejected by ``predict``.
 
@@ -368,7 +370,9 @@ class DICE(_ShapedLogitDetector):
         means :class:`~sklearn_ood.detectors.Energy` (the paper's choice).
         Any detector of this package that takes logits works, e.g.
         ``MaxSoftmax()``, ``GEN()``, ``KLMatching()``. A clone is fitted on
-        the shaped logits of the fit rows (with ``y``) as ``detector_``.
+        the shaped logits of the fit rows (with ``y``) as ``detector_``; a
+        score-only one (``Energy``, ``MaxSoftmax``, ...) learns nothing from
+        them, so ``fit`` shapes only the rows its threshold needs.
     contamination : float in (0, 0.5], default=0.05
         Fraction of the ID fit rows rejected by ``predict``.
 
