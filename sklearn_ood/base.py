@@ -8,7 +8,7 @@ A detector only writes two hooks:
 Everything else -- parameter and input validation, the label convention
 (``y < 0`` marks out-of-distribution rows), the ``contamination`` threshold
 ``offset_``, ``decision_function``, ``predict`` and ``fit_predict`` -- lives
-here so that all detectors behave the same way (see ``DESIGN.md``).
+here so that all detectors behave the same way.
 """
 
 from numbers import Real
@@ -19,8 +19,15 @@ from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from sklearn_ood._labels import check_ood_labels
+from sklearn_ood.exceptions import NoThresholdError
 
 __all__ = ["BaseDetector", "PartialFitMixin", "check_ood_labels"]
+
+# offset_ is the contamination quantile of the scores of at most this many ID
+# fit rows (a seeded uniform sample above it): scoring every row of a large
+# fit set can cost more than the fit itself, and the 5 % quantile of 10,000
+# rows is within about 0.2 percentage points of rank.
+OFFSET_SAMPLE_SIZE = 10_000
 
 
 class BaseDetector(OutlierMixin, BaseEstimator):
@@ -40,50 +47,52 @@ class BaseDetector(OutlierMixin, BaseEstimator):
         dropped before ``_fit`` and never influence the fitted model.
     _class_aware : bool
         ``fit`` sets ``classes_`` to the sorted unique ID labels.
+    _stateless : bool
+        The score is a fixed function of the row (``MaxSoftmax``, ``Energy``,
+        ...): fitting only validates the input and sets ``offset_``.
 
     Parameters
     ----------
-    contamination : float in (0, 0.5], default=0.05
+    contamination : float in (0, 0.5] or None, default=0.05
         Fraction of the in-distribution fit rows that ``predict`` rejects:
         ``offset_`` is that quantile of their scores (of a seeded uniform
         sample of 10,000 of them when there are more). The default 0.05 is the
-        95 % true-positive-rate operating point used by OOD papers.
+        95 % true-positive-rate operating point used by OOD papers. ``None``
+        learns no threshold: ``score_samples`` works as usual (all that AUROC,
+        FPR95 or :func:`~sklearn_ood.metrics.ood_scorer` need) and ``fit``
+        scores none of its rows, while ``decision_function`` and ``predict``
+        raise :class:`~sklearn_ood.exceptions.NoThresholdError`.
 
     Attributes
     ----------
     offset_ : float
         Threshold: ``decision_function(X) = score_samples(X) - offset_``.
-        Computed on first use (``decision_function``, ``predict`` or reading
-        ``offset_``), from a sample of the fit rows that ``fit`` keeps: see
-        Notes. It may be assigned to set a threshold by hand.
+        Set at the end of ``fit`` (absent when ``contamination=None``); it may
+        be assigned to set a threshold by hand.
     n_features_in_ : int
         Number of columns seen during ``fit``.
 
     Notes
     -----
-    ``fit`` keeps the seeded sample of at most 10,000 ID fit rows (a copy,
-    or only their indices for detectors that store the fit rows anyway) and
-    the ``contamination`` it was fitted with; the first use of ``offset_``
-    scores that sample once, stores the value and frees the sample.
-    ``score_samples`` never needs the threshold, so evaluating a detector by
-    AUROC/FPR or tuning it with :func:`~sklearn_ood.metrics.ood_scorer`
-    never pays for it, and ``partial_fit`` does not rescore the sample after
-    every chunk.
+    As in scikit-learn's ``IsolationForest`` and ``LocalOutlierFactor``,
+    ``offset_`` is computed at the end of ``fit`` from the scores of the ID
+    fit rows, or of a seeded uniform sample of 10,000 of them when there are
+    more. Detectors that memorise their fit rows (``KNN``, ``NNGuide``,
+    ``Gram``) score each of those rows without itself, so that the threshold
+    is honest. A fitted detector keeps its statistics and nothing else of
+    the fit data.
     """
 
     _parameter_constraints: dict = {
-        "contamination": [Interval(Real, 0, 0.5, closed="right")],
+        "contamination": [Interval(Real, 0, 0.5, closed="right"), None],
     }
 
     _requires_labels = False
     _uses_outliers = False
     _class_aware = False
+    _stateless = False
 
-    # offset_ is the contamination quantile of the scores of at most this many
-    # ID fit rows (a seeded uniform sample above it): scoring every row of a
-    # large fit set can cost more than the fit itself, and the 5 % quantile of
-    # 10,000 rows is within about 0.2 percentage points of rank.
-    _offset_sample_size = 10_000
+    _offset_sample_size = OFFSET_SAMPLE_SIZE
 
     def __init__(self, *, contamination=0.05):
         self.contamination = contamination
@@ -115,10 +124,10 @@ class BaseDetector(OutlierMixin, BaseEstimator):
         if self._class_aware and y is not None:
             self.classes_ = np.unique(y[y >= 0])
         self._fit(X, y)
-        self._defer_offset(self._offset_sample(self._in_distribution_rows(X, y)))
+        self._set_offset(self._in_distribution_rows(X, y))
         return self
 
-    def fit_predict(self, X, y=None, **kwargs):
+    def fit_predict(self, X, y=None):
         """Fit on ``X`` (and ``y``), then predict +1 (ID) / -1 (OOD) for ``X``.
 
         Unlike ``OutlierMixin.fit_predict`` this passes ``y`` on to ``fit``,
@@ -130,14 +139,13 @@ class BaseDetector(OutlierMixin, BaseEstimator):
             Fit data.
         y : array-like of shape (n_samples,), default=None
             Integer labels (negative = OOD).
-        **kwargs : dict
-            Passed to ``fit``.
 
         Returns
         -------
         labels : ndarray of shape (n_samples,), dtype int
+            +1 for the rows kept as in-distribution, -1 for the rejected ones.
         """
-        return self.fit(X, y, **kwargs).predict(X)
+        return self.fit(X, y).predict(X)
 
     def _validate_fit_data(self, X, y, reset):
         """Validate ``X`` and labels; drop OOD rows unless the method uses them."""
@@ -176,6 +184,7 @@ class BaseDetector(OutlierMixin, BaseEstimator):
     def _score(self, X):  # pragma: no cover - abstract
         raise NotImplementedError
 
+    # ------------------------------------------------------------ threshold
     def _offset_row_indices(self, n_rows):
         """Which ID fit rows set ``offset_``: all, or a seeded uniform sample."""
         if n_rows <= self._offset_sample_size:
@@ -183,51 +192,20 @@ class BaseDetector(OutlierMixin, BaseEstimator):
         rng = np.random.default_rng(0)
         return np.sort(rng.choice(n_rows, self._offset_sample_size, replace=False))
 
-    def _offset_sample(self, X_id):
-        """What ``fit`` keeps of the ID fit rows until ``offset_`` is needed.
-
-        A private copy of the sampled rows (the caller's array may change
-        before the first use). Detectors that store their fit rows anyway
-        override this together with ``_fit_scores`` (e.g. row indices).
-        """
-        rows = self._offset_row_indices(len(X_id))
-        if isinstance(rows, slice):
-            return X_id.copy()
-        return np.take(X_id, rows, axis=0)  # a copy; faster than X_id[rows]
-
-    def _fit_scores(self, sample):
-        """Scores of the kept ID fit rows that set ``offset_``.
+    def _fit_scores(self, X_id, rows):
+        """Scores of the ID fit rows ``X_id[rows]`` under the fitted model.
 
         Detectors that memorise their fit data override this to score each
-        fit row without itself, so that the threshold is honest.
+        of those rows without itself, so that the threshold is honest.
         """
-        return self._score(sample)
+        return self._score(_take_rows(X_id, rows))
 
-    def _defer_offset(self, sample):
-        """Set ``offset_`` lazily: from ``sample`` on first use."""
-        self._threshold_ = _DeferredOffset(sample, self.contamination)
-
-    def _offset_from_scores(self, scores, contamination=None):
-        if contamination is None:
-            contamination = self.contamination
-        return float(np.percentile(scores, 100.0 * contamination))
-
-    @property
-    def offset_(self):
-        threshold = self.__dict__.get("_threshold_")
-        if threshold is None:
-            raise AttributeError(
-                f"'{type(self).__name__}' object has no attribute 'offset_'"
-            )
-        if threshold.value is None:
-            scores = self._fit_scores(threshold.sample)
-            threshold.value = self._offset_from_scores(scores, threshold.contamination)
-            threshold.sample = None
-        return threshold.value
-
-    @offset_.setter
-    def offset_(self, value):
-        self._threshold_ = _DeferredOffset(None, None, value=float(value))
+    def _set_offset(self, X_id):
+        """End of ``fit``: ``offset_`` from (a sample of) the ID fit rows."""
+        self.__dict__.pop("offset_", None)
+        if self.contamination is not None and len(X_id):
+            rows = self._offset_row_indices(len(X_id))
+            self.offset_ = _quantile(self._fit_scores(X_id, rows), self.contamination)
 
     # ---------------------------------------------------------------- score
     def _validate_score_input(self, X):
@@ -245,11 +223,24 @@ class BaseDetector(OutlierMixin, BaseEstimator):
         Returns
         -------
         scores : ndarray of shape (n_samples,)
-            Same floating dtype as ``X`` (float64 for integer input).
+            The score of each row, in the floating dtype of ``X`` (float64
+            for integer input).
         """
         X = self._validate_score_input(X)
         scores = np.asarray(self._score(X))
         return scores.astype(X.dtype, copy=False)
+
+    def _check_offset(self):
+        check_is_fitted(self)
+        if "offset_" not in self.__dict__:
+            name = type(self).__name__
+            raise NoThresholdError(
+                f"This {name} was fitted with contamination=None, so it learned no "
+                "threshold: score_samples works, but decision_function and predict "
+                "need offset_. Refit with contamination set (e.g. "
+                f"{name}(contamination=0.05)), or assign offset_ by hand."
+            )
+        return self.offset_
 
     def decision_function(self, X):
         """Shifted score: ``score_samples(X) - offset_``; negative means OOD.
@@ -262,9 +253,12 @@ class BaseDetector(OutlierMixin, BaseEstimator):
         Returns
         -------
         decision : ndarray of shape (n_samples,)
+            ``score_samples(X) - offset_``: negative for the rows ``predict``
+            calls OOD.
         """
+        offset = self._check_offset()
         scores = self.score_samples(X)
-        return scores - scores.dtype.type(self.offset_)
+        return scores - scores.dtype.type(offset)
 
     def predict(self, X):
         """Predict +1 for in-distribution rows and -1 for OOD rows.
@@ -277,31 +271,19 @@ class BaseDetector(OutlierMixin, BaseEstimator):
         Returns
         -------
         labels : ndarray of shape (n_samples,), dtype int
+            +1 where ``decision_function(X) >= 0``, -1 elsewhere.
         """
         return np.where(self.decision_function(X) >= 0, 1, -1)
 
 
-class _DeferredOffset:
-    """The threshold of a fitted detector, computed on first use.
+def _take_rows(X, rows):
+    """``X[rows]`` for a slice (a view) or indices (``np.take``, the faster copy)."""
+    return X[rows] if isinstance(rows, slice) else np.take(X, rows, axis=0)
 
-    Holds the sample of ID fit rows and the ``contamination`` of the fit
-    until the value is computed, then only the value. A holder object (not an
-    attribute set by ``decision_function``) keeps scoring from changing the
-    detector's ``__dict__``.
-    """
 
-    __slots__ = ("sample", "contamination", "value")
-
-    def __init__(self, sample, contamination, value=None):
-        self.sample = sample
-        self.contamination = contamination
-        self.value = value
-
-    def __getstate__(self):
-        return (self.sample, self.contamination, self.value)
-
-    def __setstate__(self, state):
-        self.sample, self.contamination, self.value = state
+def _quantile(scores, contamination):
+    """The ``contamination`` quantile of ``scores`` (linear interpolation)."""
+    return float(np.percentile(scores, 100.0 * contamination))
 
 
 class PartialFitMixin:
@@ -316,27 +298,38 @@ class PartialFitMixin:
 
     ``fit`` runs the three once; ``partial_fit`` resets on its first call and
     then only updates and finalizes, so fitting in chunks gives the same model
-    as one ``fit`` up to floating-point rounding.
+    as one ``fit`` up to floating-point rounding. ``_update_stats`` and
+    ``_finalize_stats`` rebind the fitted attributes instead of updating
+    arrays in place: ``partial_fit`` restores the attributes of the previous
+    call when a chunk is refused, so a refused chunk leaves the detector
+    exactly as it was.
 
-    The threshold ``offset_`` needs scores of the fit rows under the *final*
-    model, which streaming cannot revisit. ``partial_fit`` therefore keeps a
-    uniform random sample (reservoir sampling, seeded, at most
-    ``_offset_sample_size`` = 10,000 ID rows), and ``offset_`` is the
-    contamination quantile of its scores under the model of the latest call
-    (computed on first use, so a stream of chunks does not rescore the sample
-    after each one). While fewer rows than that have been seen, the
-    sample holds all of them and ``offset_`` equals the one of ``fit``.
+    Threshold of a stream. A stream cannot be revisited, and the fitted
+    detector keeps no fit rows, so ``offset_`` is the contamination quantile
+    of a uniform sample (reservoir sampling, seeded) of at most 10,000
+    *scores*: each chunk's ID rows are scored under the model updated with
+    that chunk, and ``offset_`` is recomputed at the end of every call. Rows
+    of early chunks are thus scored by a model fitted on fewer rows; as the
+    statistics settle the sampled scores approach those of the final model
+    (a ``fit`` on the whole set scores its sample under the final model).
+    The sample costs at most 10,000 floats per score term (``_offset_terms_``)
+    whatever the number of features. ``n_samples_seen_`` counts the ID rows
+    seen (set before ``_update_stats``, so that the hooks can divide by it).
     """
 
     def _fit(self, X, y):
+        self.n_samples_seen_ = len(self._in_distribution_rows(X, y))
         self._reset_stats(X, y)
         self._update_stats(X, y)
         self._finalize_stats()
-        self._start_offset_sample(self._in_distribution_rows(X, y))
 
     @_fit_context(prefer_skip_nested_validation=True)
     def partial_fit(self, X, y=None):
         """Update the detector with one chunk of fit data.
+
+        A chunk that is refused (a ``ValueError`` for its values or labels,
+        or statistics that leave the float range) leaves the detector exactly
+        as it was before the call.
 
         Parameters
         ----------
@@ -350,43 +343,83 @@ class PartialFitMixin:
         self : object
             Updated detector.
         """
-        first_call = "_threshold_" not in self.__dict__
+        first_call = not hasattr(self, "n_samples_seen_")
+        saved = dict(self.__dict__)
+        try:
+            self._partial_fit(X, y, first_call)
+        except BaseException:
+            self.__dict__.clear()
+            self.__dict__.update(saved)
+            raise
+        return self
+
+    def _partial_fit(self, X, y, first_call):
         X, y = self._validate_fit_data(X, y, reset=first_call)
         if self._class_aware and y is not None:
             seen = np.unique(y[y >= 0])
             self.classes_ = seen if first_call else np.union1d(self.classes_, seen)
         X_id = self._in_distribution_rows(X, y)
+        n_before = 0 if first_call else self.n_samples_seen_
         if first_call:
             self._reset_stats(X, y)
-            self._start_offset_sample(X_id[:0])
+            self._offset_terms_ = None
+        # Counted before the update, so that _finalize_stats can divide by it.
+        self.n_samples_seen_ = n_before + len(X_id)
         self._update_stats(X, y)
         self._finalize_stats()
-        self._add_to_offset_sample(X_id)
-        self._defer_offset(self._offset_sample_)
-        return self
+        self._add_offset_terms(self._threshold_terms(X_id), n_before)
+        self._set_offset_from_terms()
 
-    def _offset_sample(self, X_id):
-        # _fit has just drawn the reservoir from the same rows.
-        return self._offset_sample_
+    # ------------------------------------------------------------ threshold
+    def _threshold_terms(self, X_id):
+        """Per-row terms of the score that ``offset_`` needs (float64).
 
-    def _start_offset_sample(self, X_id):
-        """Start the offset sample from a whole fit set: a uniform subset."""
-        self._offset_rng_ = np.random.default_rng(1)
-        self.n_samples_seen_ = len(X_id)
-        self._offset_sample_ = BaseDetector._offset_sample(self, X_id)
+        The scores themselves by default. A detector whose score combines
+        per-row terms with weights that can change after ``fit``
+        (``MultiMahalanobis.fit_alpha``, ViM's matched ``alpha_``) returns
+        the terms, shape ``(n_rows, n_terms)``, and combines them in
+        ``_scores_from_terms``.
+        """
+        return np.asarray(self._score(X_id), dtype=np.float64)
 
-    def _add_to_offset_sample(self, X_id):
-        """Reservoir sampling (Vitter's algorithm R) of the ID fit rows."""
-        room = max(0, self._offset_sample_size - len(self._offset_sample_))
-        if room:
-            self._offset_sample_ = np.concatenate([self._offset_sample_, X_id[:room]])
-            self.n_samples_seen_ += len(X_id[:room])
-            X_id = X_id[room:]
-        if len(X_id):
-            # The t-th row seen replaces a random slot with probability cap / t.
-            seen = self.n_samples_seen_ + np.arange(1, len(X_id) + 1)
-            slots = np.floor(self._offset_rng_.random(len(X_id)) * seen).astype(int)
-            kept = slots < self._offset_sample_size
-            for row, slot in zip(X_id[kept], slots[kept]):
-                self._offset_sample_[slot] = row
-            self.n_samples_seen_ += len(X_id)
+    def _scores_from_terms(self, terms):
+        return terms
+
+    def _set_offset(self, X_id):
+        # End of fit: the sample of the fit rows, scored under the final model,
+        # is the reservoir that later partial_fit calls extend.
+        rows = self._offset_row_indices(len(X_id))
+        self._offset_terms_ = self._threshold_terms(_take_rows(X_id, rows))
+        self._set_offset_from_terms()
+
+    def _set_offset_from_terms(self):
+        self.__dict__.pop("offset_", None)
+        if self.contamination is not None and len(self._offset_terms_):
+            scores = self._scores_from_terms(self._offset_terms_)
+            self.offset_ = _quantile(scores, self.contamination)
+
+    def _add_offset_terms(self, terms, n_before):
+        """Reservoir sampling (Vitter's algorithm R) of the rows' score terms.
+
+        ``n_before`` rows were seen before these. Builds a new array (the kept
+        one is never updated in place, so that a refused chunk can be undone).
+        The generator is seeded by ``n_before``, so the sample depends on the
+        chunks only.
+        """
+        cap = self._offset_sample_size
+        kept = self._offset_terms_
+        if kept is None:
+            kept = terms[:0]
+        room = max(0, cap - len(kept))
+        kept = np.concatenate([kept, terms[:room]])
+        rest = terms[room:]
+        first = n_before + min(room, len(terms))
+        if len(rest):
+            # The t-th row seen replaces a random slot with probability cap / t;
+            # a later row overwrites an earlier one in the same slot.
+            seen = first + np.arange(1, len(rest) + 1)
+            rng = np.random.default_rng([1, first])
+            slots = np.floor(rng.random(len(rest)) * seen).astype(np.int64)
+            hit = slots < cap
+            kept[slots[hit]] = rest[hit]
+        self._offset_terms_ = kept

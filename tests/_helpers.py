@@ -1,6 +1,7 @@
 """Shared test helpers (imported by test modules as ``_helpers``)."""
 
 import numpy as np
+from sklearn.base import clone
 
 
 class RandomLinearHead:
@@ -22,6 +23,27 @@ class RandomLinearHead:
 
     def __repr__(self):
         return f"RandomLinearHead(n_classes={self.n_classes})"
+
+
+def streamed_offset(stream, chunks):
+    """The ``offset_`` a stream of ``(X, y)`` chunks ends with (<= 10,000 rows).
+
+    ``partial_fit`` scores each chunk's ID rows under the model updated with
+    that chunk. That model is the one ``fit`` gives on every chunk so far, so
+    here each chunk is scored by a ``fit`` on its prefix (no ``partial_fit``
+    involved), and the terms of all rows are combined as ``stream`` combines
+    them (e.g. with its final ``alpha_``) before taking the quantile.
+    """
+    terms = []
+    for k, (X, y) in enumerate(chunks):
+        X_prefix = np.concatenate([c[0] for c in chunks[: k + 1]])
+        y_prefix = (
+            None if y is None else np.concatenate([c[1] for c in chunks[: k + 1]])
+        )
+        prefix = clone(stream).fit(X_prefix, y_prefix)
+        terms.append(prefix._threshold_terms(X if y is None else X[y >= 0]))
+    scores = stream._scores_from_terms(np.concatenate(terms))
+    return float(np.percentile(scores, 100 * stream.contamination))
 
 
 # ------------------------------------------------------------- torch models

@@ -153,53 +153,114 @@ class MeanDistance(PartialFitMixin, BaseDetector):
     """Test-local streaming detector: minus the distance to the ID mean."""
 
     def _reset_stats(self, X, y):
-        self.sum_, self.count_ = np.zeros(X.shape[1]), 0
+        self.sum_ = np.zeros(X.shape[1])
 
     def _update_stats(self, X, y):
-        self.sum_ += X.sum(axis=0, dtype=np.float64)
-        self.count_ += len(X)
+        self.sum_ = self.sum_ + X.sum(axis=0, dtype=np.float64)
+        if not np.all(np.isfinite(self.sum_)):
+            raise ValueError("the sum overflowed")
 
     def _finalize_stats(self):
-        self.mean_ = self.sum_ / self.count_
+        self.mean_ = self.sum_ / self.n_samples_seen_
 
     def _score(self, X):
         return -np.linalg.norm(X - self.mean_, axis=1)
 
 
-def test_partial_fit_in_chunks_equals_fit_while_the_sample_holds_every_row():
+def test_partial_fit_scores_each_chunk_under_the_model_of_its_call():
     X = np.random.default_rng(0).normal(size=(900, 3))
     y = np.r_[np.zeros(800, int), -np.ones(100, int)]
     whole = MeanDistance().fit(X, y)
     chunked = MeanDistance()
-    for rows in np.array_split(np.arange(900), 7):
-        chunked.partial_fit(X[rows], y[rows])
+    chunks = [(X[rows], y[rows]) for rows in np.array_split(np.arange(900), 7)]
+    for chunk in chunks:
+        chunked.partial_fit(*chunk)
     np.testing.assert_allclose(chunked.mean_, whole.mean_, rtol=0, atol=1e-12)
-    np.testing.assert_allclose(chunked.offset_, whole.offset_, rtol=1e-12)
     assert chunked.n_samples_seen_ == whole.n_samples_seen_ == 800
+    # Reference written out: chunk k's ID rows scored by the mean of chunks <= k.
+    scores = []
+    for k, (X_k, y_k) in enumerate(chunks):
+        seen = np.concatenate([c[0][c[1] >= 0] for c in chunks[: k + 1]])
+        scores.append(-np.linalg.norm(X_k[y_k >= 0] - seen.mean(axis=0), axis=1))
+    expected = np.percentile(np.concatenate(scores), 5)
+    assert chunked.offset_ == pytest.approx(expected, rel=1e-12)
+    assert chunked.offset_ == pytest.approx(whole.offset_, rel=0.2)
 
 
-def test_partial_fit_offset_sample_is_bounded_and_uniform(monkeypatch):
+def test_partial_fit_keeps_a_bounded_uniform_sample_of_scores(monkeypatch):
     monkeypatch.setattr(MeanDistance, "_offset_sample_size", 200)
     X = np.arange(20_000, dtype=float)[:, None]
     det = MeanDistance()
     for chunk in np.array_split(X, 50):
         det.partial_fit(chunk)
-    sample = det._offset_sample_[:, 0]
-    assert sample.shape == (200,) and len(np.unique(sample)) == 200
-    assert det.n_samples_seen_ == 20_000
-    # A uniform sample of 0..19999 has mean ~10000 (sd of the mean ~400).
-    assert abs(sample.mean() - 10_000) < 2_000
+    terms = det._offset_terms_
+    assert terms.shape == (200,) and det.n_samples_seen_ == 20_000
+    # The same chunks give the same sample: no hidden random state.
+    again = MeanDistance()
+    for chunk in np.array_split(X, 50):
+        again.partial_fit(chunk)
+    np.testing.assert_array_equal(again._offset_terms_, terms)
     # fit followed by partial_fit keeps streaming from the fitted state.
     det = MeanDistance().fit(X[:1000])
     det.partial_fit(X[1000:2000])
     np.testing.assert_allclose(det.mean_, X[:2000].mean(axis=0))
     assert det.n_samples_seen_ == 2000
+    assert det._offset_terms_.shape == (200,)
+
+
+def test_reservoir_sample_of_scores_is_uniform(monkeypatch):
+    # Score = the row's index: the kept scores are a sample of the rows.
+    class Index(MeanDistance):
+        def _score(self, X):
+            return X[:, 0].copy()
+
+    monkeypatch.setattr(Index, "_offset_sample_size", 500)
+    X = np.arange(50_000, dtype=float)[:, None]
+    det = Index()
+    for chunk in np.array_split(X, 37):
+        det.partial_fit(chunk)
+    kept = det._offset_terms_
+    assert len(np.unique(kept)) == 500
+    # Uniform over 0..49999: mean 25000 (sd of the mean ~650), each decile
+    # holds about 50 rows.
+    assert abs(kept.mean() - 25_000) < 3_000
+    counts = np.histogram(kept, bins=10, range=(0, 50_000))[0]
+    assert counts.min() > 20 and counts.max() < 85
 
 
 def test_partial_fit_rejects_a_changed_feature_count():
     det = MeanDistance().partial_fit(np.zeros((5, 3)))
     with pytest.raises(ValueError, match="features"):
         det.partial_fit(np.zeros((5, 4)))
+
+
+def _state(det):
+    import pickle
+
+    return pickle.dumps(det.__dict__)
+
+
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        (np.full((4, 3), np.nan), "NaN"),
+        (np.full((4, 3), 1e308), "overflowed"),
+        (np.zeros((4, 2)), "features"),
+    ],
+)
+def test_a_refused_chunk_leaves_the_detector_unchanged(bad, match):
+    rng = np.random.default_rng(1)
+    det = MeanDistance().partial_fit(rng.normal(size=(50, 3)))
+    det.partial_fit(rng.normal(size=(50, 3)))
+    before = _state(det)
+    with pytest.raises(ValueError, match=match):
+        det.partial_fit(np.vstack([bad, bad]) if bad.shape[1] == 3 else bad)
+    assert _state(det) == before
+    # A refused first chunk leaves an unfitted detector.
+    fresh = MeanDistance()
+    with pytest.raises(ValueError, match="overflowed"):
+        fresh.partial_fit(np.full((4, 3), 1e308))
+    assert fresh.__dict__ == MeanDistance().__dict__
 
 
 def test_offset_of_a_large_fit_set_comes_from_a_sample(monkeypatch):
@@ -223,26 +284,50 @@ class CountingCentroidDistance(CentroidDistance):
         return super()._score(X)
 
 
-def test_offset_is_computed_once_on_first_use_from_the_fit_time_state():
+def test_offset_is_a_plain_attribute_set_by_fit():
     X, y = _data()
     det = CountingCentroidDistance(contamination=0.1).fit(X, y)
-    assert not hasattr(det, "scored_rows")  # fit scores nothing
-    det.score_samples(X[:5])
-    assert det.scored_rows == 5  # neither does score_samples
-    # The threshold uses the fit's rows and contamination, not what changed
-    # after fit (the caller's array, the parameter).
+    assert "offset_" in det.__dict__
+    assert det.scored_rows == len(X)  # fit scores its rows once
     expected = np.quantile(CentroidDistance().fit(X, y).score_samples(X), 0.1)
+    assert det.offset_ == pytest.approx(expected, rel=1e-12)
+    # Nothing of the fit rows is kept: changing them, or the parameter after
+    # fit, changes nothing, and scoring computes no threshold.
+    X_copy = X.copy()
     X[:] = 0.0
     det.set_params(contamination=0.3)
     assert det.offset_ == pytest.approx(expected, rel=1e-12)
-    assert det.scored_rows == 5 + len(X)
-    assert det._threshold_.sample is None  # the kept rows are freed
-    det.predict(X[:5])
-    det.decision_function(X[:5])
-    assert det.scored_rows == 5 + len(X) + 10  # computed once
+    det.predict(X_copy[:5])
+    det.decision_function(X_copy[:5])
+    assert det.scored_rows == len(X) + 10
 
 
-def test_offset_survives_pickle_before_first_use_and_can_be_set():
+def test_contamination_none_learns_no_threshold():
+    from sklearn_ood.exceptions import NoThresholdError
+
+    X, y = _data()
+    det = CountingCentroidDistance(contamination=None).fit(X, y)
+    assert not hasattr(det, "scored_rows")  # fit scores nothing
+    assert not hasattr(det, "offset_")
+    np.testing.assert_allclose(
+        det.score_samples(X), CentroidDistance().fit(X, y).score_samples(X)
+    )
+    for method in (det.predict, det.decision_function):
+        with pytest.raises(NoThresholdError, match="contamination=None"):
+            method(X)
+    # A threshold can be set by hand.
+    det.offset_ = -1.0
+    np.testing.assert_array_equal(
+        det.predict(X), np.where(det.score_samples(X) >= -1.0, 1, -1)
+    )
+    # Refitting with a contamination learns one; refitting without drops it.
+    det.set_params(contamination=0.1).fit(X, y)
+    assert hasattr(det, "offset_")
+    det.set_params(contamination=None).fit(X, y)
+    assert not hasattr(det, "offset_")
+
+
+def test_offset_survives_pickle_and_can_be_set():
     import pickle
 
     X, y = _data()

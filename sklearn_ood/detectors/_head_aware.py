@@ -119,18 +119,19 @@ class SHE(PartialFitMixin, BaseDetector):
         self.W_, self.b_, self.head_classes_ = head_with_classes(self.head, X.shape[1])
         self.pattern_sums_ = np.zeros_like(self.W_)
         self.pattern_counts_ = np.zeros(len(self.W_), dtype=np.int64)
-        self.n_fit_rows_ = 0
 
     def _update_stats(self, X, y):
         # No float64 copy of X: head_logits and _group_sums accumulate in
         # float64 from float32 rows.
-        self.n_fit_rows_ += len(X)
         pred = head_logits(X, self.W_, self.b_).argmax(axis=1)
         if y is not None:
             correct = pred == _label_rows(y, self.head_classes_, "SHE")
             X, pred = X[correct], pred[correct]
         if len(pred):
             rows, sums, counts = _group_sums(X, pred)
+            # Copies, not in-place updates, so that a refused chunk is undone.
+            self.pattern_sums_ = self.pattern_sums_.copy()
+            self.pattern_counts_ = self.pattern_counts_.copy()
             self.pattern_sums_[rows] += sums
             self.pattern_counts_[rows] += counts
 
@@ -139,7 +140,7 @@ class SHE(PartialFitMixin, BaseDetector):
         if not counts.any():
             raise ValueError(
                 "SHE found no fit row that the head classifies as its label (got "
-                f"n_samples = {self.n_fit_rows_} ID rows), so it has no pattern to "
+                f"n_samples = {self.n_samples_seen_} ID rows), so it has no pattern to "
                 "store; check that the labels match the head's classes."
             )
         empty = counts == 0
@@ -170,14 +171,12 @@ class _TrainMeanDetector(PartialFitMixin, BaseDetector):
     def _reset_stats(self, X, y):
         self.W_, self.b_ = check_head(self.head, X.shape[1])
         self.feature_sum_ = np.zeros(X.shape[1])
-        self.n_fit_rows_ = 0
 
     def _update_stats(self, X, y):
-        self.feature_sum_ += np.sum(X, axis=0, dtype=np.float64)
-        self.n_fit_rows_ += len(X)
+        self.feature_sum_ = self.feature_sum_ + np.sum(X, axis=0, dtype=np.float64)
 
     def _finalize_stats(self):
-        self.mean_ = self.feature_sum_ / self.n_fit_rows_
+        self.mean_ = self.feature_sum_ / self.n_samples_seen_
 
 
 class fDBD(_TrainMeanDetector):

@@ -60,6 +60,8 @@ class MaxSoftmax(BaseDetector):
         "temperature": [_POSITIVE],
     }
 
+    _stateless = True
+
     def __init__(self, temperature=1.0, *, contamination=0.05):
         super().__init__(contamination=contamination)
         self.temperature = temperature
@@ -96,6 +98,8 @@ class MaxLogit(BaseDetector):
     >>> MaxLogit().fit(logits).score_samples(logits)
     array([4., 2.])
     """
+
+    _stateless = True
 
     def __init__(self, *, contamination=0.05):
         super().__init__(contamination=contamination)
@@ -141,6 +145,8 @@ class Energy(BaseDetector):
         **BaseDetector._parameter_constraints,
         "temperature": [_POSITIVE],
     }
+
+    _stateless = True
 
     def __init__(self, temperature=1.0, *, contamination=0.05):
         super().__init__(contamination=contamination)
@@ -195,6 +201,8 @@ class WeightedEnergy(BaseDetector):
         "weights": ["array-like", None],
         "temperature": [_POSITIVE],
     }
+
+    _stateless = True
 
     def __init__(self, weights=None, temperature=1.0, *, contamination=0.05):
         super().__init__(contamination=contamination)
@@ -255,6 +263,8 @@ class Entropy(BaseDetector):
     array([-0.6931, -0.0012])
     """
 
+    _stateless = True
+
     def __init__(self, *, contamination=0.05):
         super().__init__(contamination=contamination)
 
@@ -306,6 +316,8 @@ class GEN(BaseDetector):
         "gamma": [Interval(Real, 0, 1, closed="neither")],
         "top_m": [Interval(Integral, 1, None, closed="left"), None],
     }
+
+    _stateless = True
 
     def __init__(self, gamma=0.1, top_m=None, *, contamination=0.05):
         super().__init__(contamination=contamination)

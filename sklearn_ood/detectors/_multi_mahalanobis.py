@@ -293,5 +293,13 @@ class MultiMahalanobis(GaussianLabelsMixin, PartialFitMixin, BaseDetector):
         check_is_fitted(self)
         X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
         self._learn_alpha(X, check_ood_labels(y, X.shape[0]))
-        self._defer_offset(self._offset_sample_)
+        self._set_offset_from_terms()
         return self
+
+    # offset_ keeps the layer scores of the sampled fit rows, so that
+    # fit_alpha can re-threshold them under the new weights.
+    def _threshold_terms(self, X_id):
+        return self._layer_scores(X_id)
+
+    def _scores_from_terms(self, terms):
+        return terms @ self.alpha_

@@ -167,11 +167,9 @@ class KNN(BaseDetector):
         queries = normalize_rows(X, dtype=self.bank_.dtype) if self.normalize else X
         return 0.0 - self._kth_distance(queries)
 
-    def _offset_sample(self, X_id):
-        # The bank holds the fit rows: keep only the sampled indices.
-        return np.arange(len(X_id))[self._offset_row_indices(len(X_id))]
-
-    def _fit_scores(self, rows):
+    def _fit_scores(self, X_id, rows):
+        # Each sampled bank row is left out of its own neighbours.
+        rows = np.arange(len(X_id))[rows]
         return 0.0 - self._kth_distance(self.bank_[rows], exclude=rows)
 
 
@@ -292,12 +290,7 @@ class NNGuide(BaseDetector):
     def _score(self, X):
         return self._guided(X)
 
-    def _offset_sample(self, X_id):
-        # The bank is scaled, so the sampled raw rows are kept with their
-        # indices (which leave each one out of its own neighbours).
-        rows = np.arange(len(X_id))[self._offset_row_indices(len(X_id))]
-        return rows, X_id[rows]
-
-    def _fit_scores(self, sample):
-        rows, X_rows = sample
-        return self._guided(X_rows, exclude=rows)
+    def _fit_scores(self, X_id, rows):
+        # Each sampled row is left out of its own neighbours.
+        rows = np.arange(len(X_id))[rows]
+        return self._guided(X_id[rows], exclude=rows)

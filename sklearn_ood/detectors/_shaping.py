@@ -26,7 +26,7 @@ import numpy as np
 from sklearn.base import clone
 from sklearn.utils._param_validation import HasMethods, Interval
 
-from sklearn_ood.base import BaseDetector, PartialFitMixin, _DeferredOffset
+from sklearn_ood.base import BaseDetector
 from sklearn_ood.detectors._head import check_head
 from sklearn_ood.detectors._logits import Energy
 from sklearn_ood.detectors._order_statistics import _percentile_of_entries, _row_blocks
@@ -39,76 +39,16 @@ __all__ = ["DICE", "ReAct"]
 # temporaries of a block stay below glibc's largest mmap threshold (32 MiB),
 # so the next block reuses their memory instead of faulting in fresh pages.
 _BLOCK_BYTES = 24 << 20
-# The overrides of BaseDetector that make a detector learn from its fit rows
-# (or keep them in its own way); see _is_score_only.
-_FIT_HOOKS = (
-    "fit",
-    "_fit",
-    "_validate_fit_data",
-    "_offset_row_indices",
-    "_offset_sample",
-    "_fit_scores",
-    "_defer_offset",
-)
 
 
-def _is_score_only(detector):
-    """Whether fitting ``detector`` learns nothing from its rows.
+def _is_stateless(detector):
+    """Whether ``detector`` scores each row by a fixed formula.
 
-    True for the detectors of this package that only score their input
-    (``Energy``, ``MaxSoftmax``, ``MaxLogit``, ``Entropy``): a
-    :class:`~sklearn_ood.base.BaseDetector` that keeps the base class's
-    ``fit`` machinery as it is, does not stream (``partial_fit``) and does not
-    record the classes of ``y``. Their fitted state is ``n_features_in_``
-    (the number of logit columns) and ``offset_``. Anything else, third-party
-    detectors included, is assumed to learn from every row.
+    Its class must declare ``_stateless = True`` itself: a subclass that
+    overrides the fit of ``Energy`` learns from its rows unless it says
+    otherwise.
     """
-    cls = type(detector)
-    return (
-        isinstance(detector, BaseDetector)
-        and not isinstance(detector, PartialFitMixin)
-        and not getattr(detector, "_class_aware", False)
-        and all(
-            getattr(cls, name) is getattr(BaseDetector, name) for name in _FIT_HOOKS
-        )
-    )
-
-
-class _ShapedOffsetSample(_DeferredOffset):
-    """Threshold of a score-only inner detector, from the outer detector's rows.
-
-    Fitting the inner detector on the shaped logits of every fit row would
-    only set its ``offset_``: the contamination quantile of its scores of the
-    seeded sample of at most 10,000 fit rows (the rows the outer detector
-    keeps for its own ``offset_``). This holder keeps those feature rows and
-    shapes them when the inner ``offset_`` is first read, which gives the
-    same value without shaping any row in ``fit``.
-    """
-
-    __slots__ = ("_owner", "_rows")
-
-    def __init__(self, owner, rows, contamination):
-        super().__init__(None, contamination)
-        self._owner, self._rows = owner, rows
-
-    @property
-    def sample(self):
-        if self._rows is None:
-            return None
-        return self._owner._shaped_logits(self._rows)
-
-    @sample.setter
-    def sample(self, value):
-        # BaseDetector.offset_ clears the sample once the value is stored.
-        if value is not None:
-            raise ValueError("the sample of a shaped offset is set at creation.")
-        self._rows = None
-
-    def __getstate__(self):
-        return (self._owner, self._rows, self.contamination, self.value)
-
-    def __setstate__(self, state):
-        self._owner, self._rows, self.contamination, self.value = state
+    return bool(type(detector).__dict__.get("_stateless", False))
 
 
 class _ShapedLogitDetector(BaseDetector):
@@ -123,14 +63,14 @@ class _ShapedLogitDetector(BaseDetector):
     ``fit`` resolves ``head`` with :func:`check_head`, fits the shaping, then
     fits a clone of ``detector`` (``Energy()`` when None) on the shaped logits
     of the ID fit rows, passing ``y``; the user's ``detector`` is never fitted.
-    A score-only inner detector (``Energy``, ``MaxSoftmax``, ``MaxLogit``,
-    ``Entropy``: see :func:`_is_score_only`) learns nothing from those rows,
-    so ``fit`` shapes none of them: the clone is fitted on the logits of the
-    first row (which validates its parameters and sets its
-    ``n_features_in_``) and its ``offset_`` is computed on first use from the
-    same sample of fit rows as the outer ``offset_``, the value a fit on all
-    rows gives. Shaped logits that are not finite then raise in
-    ``score_samples`` or ``offset_`` rather than in ``fit``.
+    The clone learns no threshold of its own (``contamination=None`` when it
+    is a detector of this package): ``offset_`` is the outer detector's, from
+    the shaped logits of (a sample of) the fit rows. A stateless inner
+    detector (``Energy``, ``MaxSoftmax``, ``MaxLogit``, ``Entropy``, ``GEN``)
+    learns nothing from the rows, so the clone is fitted on the logits of the
+    first row only (which validates its parameters and sets its
+    ``n_features_in_``), and ``fit`` shapes only the rows that set
+    ``offset_``.
     ``score_samples`` is that clone's ``score_samples`` of the shaped logits.
     Labels are required exactly when the inner detector requires them.
     """
@@ -155,28 +95,15 @@ class _ShapedLogitDetector(BaseDetector):
             )
         else:
             detector = clone(self.detector, safe=False)
+        if isinstance(detector, BaseDetector):
+            detector.set_params(contamination=None)  # the threshold is ours
         self.W_, self.b_ = check_head(self.head, X.shape[1])
         self._fit_shaping(X, y)
-        # The rows behind offset_ (X holds the ID rows only: OOD rows were
-        # dropped), the ones BaseDetector keeps; _offset_sample hands them over.
-        sample = BaseDetector._offset_sample(self, X)
-        if (
-            _is_score_only(detector)
-            and detector._offset_sample_size == self._offset_sample_size
-        ):
+        if _is_stateless(detector):
             detector.fit(self._shaped_logits(X[:1]), None if y is None else y[:1])
-            detector._threshold_ = _ShapedOffsetSample(
-                self, sample, detector.contamination
-            )
         else:
             detector.fit(self._shaped_logits(X), y)
         self.detector_ = detector
-        self._fit_sample = sample
-
-    def _offset_sample(self, X_id):
-        # _fit has drawn the sample already (and may share it with detector_).
-        sample = self.__dict__.pop("_fit_sample", None)
-        return super()._offset_sample(X_id) if sample is None else sample
 
     def _fit_shaping(self, X, y):
         """Learn the shaping statistics; nothing by default."""

@@ -78,10 +78,11 @@ class ViM(PartialFitMixin, BaseDetector):
     The fit is a sum of second moments, so :meth:`partial_fit` streams: the
     moment matrix and the sum of maximum logits are exact. :math:`\alpha`'s
     denominator needs the residuals under the *final* subspace, which
-    streaming cannot revisit; ``partial_fit`` takes it from the uniform sample
-    of fit rows that also sets ``offset_`` (see :class:`PartialFitMixin`),
-    i.e. exactly the ``fit`` value while at most 10,000 ID rows have been
-    seen, and beyond that the mean residual of a uniform 10,000-row sample.
+    streaming cannot revisit; ``partial_fit`` takes it from the uniform
+    sample of at most 10,000 rows that also sets ``offset_`` (see
+    :class:`~sklearn_ood.base.PartialFitMixin`), each row's residual taken
+    under the subspace of the call that brought it. ``fit`` matches it on
+    every row under the final subspace, as the paper does.
 
     Parameters
     ----------
@@ -178,16 +179,15 @@ class ViM(PartialFitMixin, BaseDetector):
         self.origin_ = -np.linalg.pinv(self.W_, rcond=cutoff) @ self.b_
         self.second_moment_sum_ = np.zeros((n_features, n_features))
         self.max_logit_sum_ = 0.0
-        self.n_fit_rows_ = 0
 
     def _update_stats(self, X, y):
         Z = np.subtract(X, self.origin_, dtype=np.float64)
-        self.second_moment_sum_ += Z.T @ Z
+        # Rebound, not updated in place, so that a refused chunk can be undone.
+        self.second_moment_sum_ = self.second_moment_sum_ + Z.T @ Z
         self.max_logit_sum_ += float(head_logits(X, self.W_, self.b_).max(axis=1).sum())
-        self.n_fit_rows_ += len(X)
 
     def _finalize_stats(self):
-        moment = self.second_moment_sum_ / self.n_fit_rows_
+        moment = self.second_moment_sum_ / self.n_samples_seen_
         eigenvalues, eigenvectors = np.linalg.eigh((moment + moment.T) / 2)
         order = np.argsort(eigenvalues)[::-1]
         eigenvalues, eigenvectors = eigenvalues[order], eigenvectors[:, order]
@@ -202,14 +202,21 @@ class ViM(PartialFitMixin, BaseDetector):
         # The paper matches alpha on the whole training set.
         self._set_alpha(X)
 
-    def partial_fit(self, X, y=None):
-        super().partial_fit(X, y)
-        # A stream cannot be revisited: alpha is matched on the uniform
-        # sample that also sets offset_ (all rows while <= 10,000 were seen).
-        self._set_alpha(self._offset_sample_)
-        return self
+    # offset_ keeps each sampled row's energy and residual, so that it follows
+    # alpha_ when a stream re-matches it.
+    def _threshold_terms(self, X_id):
+        energy = logsumexp64(head_logits(X_id, self.W_, self.b_))
+        return np.column_stack([energy, self._residual(X_id)])
 
-    partial_fit.__doc__ = PartialFitMixin.partial_fit.__doc__
+    def _scores_from_terms(self, terms):
+        return terms[:, 0] - self.alpha_ * terms[:, 1]
+
+    def _add_offset_terms(self, terms, n_before):
+        super()._add_offset_terms(terms, n_before)
+        # A stream cannot be revisited: alpha is matched on the sampled
+        # residuals (every row's while <= 10,000 were seen).
+        if self.alpha is None:
+            self.alpha_ = self._matched_alpha(self._offset_terms_[:, 1])
 
     def _set_alpha(self, X_id):
         if self.alpha is None:
@@ -218,10 +225,10 @@ class ViM(PartialFitMixin, BaseDetector):
     def _matched_alpha(self, residual):
         mean_residual = float(residual.mean())
         # Residuals below sqrt(eps) of the typical norm are eigen-solver noise.
-        rms_norm = np.sqrt(np.trace(self.second_moment_sum_) / self.n_fit_rows_)
+        rms_norm = np.sqrt(np.trace(self.second_moment_sum_) / self.n_samples_seen_)
         if not mean_residual > np.sqrt(np.finfo(np.float64).eps) * rms_norm:
             warnings.warn(
-                f"ViM cannot match alpha: the {self.n_fit_rows_} fit rows seen lie "
+                f"ViM cannot match alpha: the {self.n_samples_seen_} fit rows seen lie "
                 f"in the {self.dim_}-dimensional principal subspace (zero "
                 "residual), so alpha_ = 0 and the score is the plain energy. Fit "
                 "on more rows (or keep calling partial_fit), lower dim, or pass "
@@ -230,7 +237,7 @@ class ViM(PartialFitMixin, BaseDetector):
                 stacklevel=5,
             )
             return 0.0
-        mean_max_logit = self.max_logit_sum_ / self.n_fit_rows_
+        mean_max_logit = self.max_logit_sum_ / self.n_samples_seen_
         if mean_max_logit < 0:
             warnings.warn(
                 f"The mean max logit of the ViM fit rows is {mean_max_logit:.6g}; "

@@ -329,7 +329,8 @@ def test_given_detector_is_cloned_and_scores_the_shaped_logits(make, inner):
     det = make((W, b), detector=inner).fit(X_fit)
     assert not hasattr(inner, "offset_")  # the user's instance is not fitted
     assert det.detector_ is not inner and type(det.detector_) is type(inner)
-    assert det.detector_.get_params() == inner.get_params()
+    # The clone learns no threshold of its own: offset_ is the outer one's.
+    assert det.detector_.get_params() == {**inner.get_params(), "contamination": None}
     plain = make((W, b)).fit(X_fit)  # the same shaping, scored with Energy
     logits = plain._shaped_logits(X)
     np.testing.assert_allclose(

@@ -29,7 +29,7 @@ from sklearn_ood.detectors._order_statistics import (
     _order_statistics_between,
     _percentile_of_entries,
 )
-from sklearn_ood.detectors._shaping import DICE, ReAct, _is_score_only
+from sklearn_ood.detectors._shaping import DICE, ReAct, _is_stateless
 from sklearn_ood.detectors._shaping_ash import ASH, SCALE
 
 DETECTORS = {
@@ -158,11 +158,11 @@ def test_float32_product_that_overflows_is_redone_in_float64(name):
 
 
 # ----------------------------------------------------------- inner detector
-def test_is_score_only():
-    for det in (Energy(), MaxSoftmax(), MaxLogit(), Entropy()):
-        assert _is_score_only(det)
+def test_is_stateless():
+    for det in (Energy(), MaxSoftmax(), MaxLogit(), Entropy(), GEN(), WeightedEnergy()):
+        assert _is_stateless(det)
 
-    class OwnFit(Energy):
+    class OwnFit(Energy):  # a subclass must say so itself
         def _fit(self, X, y):
             self.mean_ = X.mean(axis=0)
 
@@ -173,17 +173,8 @@ def test_is_score_only():
         def score_samples(self, X):
             return X.max(axis=1)
 
-    # GEN checks top_m in _fit, WeightedEnergy learns weights, KLMatching
-    # streams, TemperatureScaling learns T and the classes.
-    for det in (
-        GEN(),
-        WeightedEnergy(),
-        KLMatching(),
-        TemperatureScaling(),
-        OwnFit(),
-        ThirdParty(),
-    ):
-        assert not _is_score_only(det)
+    for det in (KLMatching(), TemperatureScaling(), OwnFit(), ThirdParty()):
+        assert not _is_stateless(det)
 
 
 @pytest.mark.parametrize("n_fit", [40, 12_000], ids=["all-rows", "sampled"])
@@ -191,22 +182,26 @@ def test_is_score_only():
 @pytest.mark.parametrize(
     "inner", [Energy(contamination=0.1), MaxSoftmax(temperature=2.0), Entropy()]
 )
-def test_score_only_inner_detector_equals_a_fit_on_every_row(n_fit, name, inner):
+def test_stateless_inner_detector_scores_as_a_fit_on_every_row(n_fit, name, inner):
     rng = np.random.default_rng(5)
     X = np.abs(rng.standard_normal((n_fit, 16)))
     head = (rng.standard_normal((5, 16)), rng.standard_normal(5))
     det = DETECTORS[name](head, detector=inner, contamination=0.2).fit(X)
     full = clone(inner).fit(det._shaped_logits(X))
     assert det.detector_.n_features_in_ == full.n_features_in_ == 5
-    # offset_ is the inner contamination's quantile over the same rows, also
-    # when the outer detector's offset_ (at its own contamination) is read
-    # first, and after a pickle round trip before either was computed.
+    # The inner clone learns no threshold; the outer one is the quantile of
+    # the outer scores of (a sample of) the fit rows, set by fit.
+    assert not hasattr(det.detector_, "offset_")
+    assert "offset_" in det.__dict__
+    rows = det._offset_row_indices(n_fit)
+    expected = np.percentile(full.score_samples(det._shaped_logits(X[rows])), 20)
+    assert det.offset_ == pytest.approx(expected, rel=1e-12)
     restored = pickle.loads(pickle.dumps(det))
-    assert det.detector_.offset_ == pytest.approx(full.offset_, rel=1e-12)
-    assert restored.offset_ == det.offset_
-    assert restored.detector_.offset_ == pytest.approx(full.offset_, rel=1e-12)
     np.testing.assert_array_equal(
         restored.score_samples(X[:20]), det.score_samples(X[:20])
+    )
+    np.testing.assert_array_equal(
+        det.score_samples(X[:20]), full.score_samples(det._shaped_logits(X[:20]))
     )
 
 
@@ -229,25 +224,24 @@ def test_learning_inner_detector_is_fitted_on_every_row():
         np.testing.assert_array_equal(det.detector_.y_, y)
 
 
-def test_fit_rows_whose_logits_overflow_raise_when_scored():
-    """A score-only inner detector: fit shapes the first fit row only.
-
-    The other rows are shaped by ``score_samples`` and ``offset_``, which
-    refuse rows whose logits overflow, as ``fit`` used to.
-    """
+def test_fit_rows_whose_logits_overflow_raise_in_fit():
+    """The rows that set ``offset_`` are shaped in ``fit``: overflowing
+    logits are refused there, as they are by ``score_samples``."""
     rng = np.random.default_rng(7)
     head = (rng.standard_normal((3, 1000)), np.zeros(3))
     # k = 1 of 1000 nearly equal activations: exp(s1 / s2) ~ exp(1000).
     X = np.tile(np.linspace(1.0, 1.001, 1000), (3, 1))
     X[0] = 0.0
     X[0, 0] = 1.0  # s1 = s2: factor e
-    det = SCALE(head, percentile=99.9).fit(X)
+    with pytest.raises(ValueError, match="2 row\\(s\\) are not finite"):
+        SCALE(head, percentile=99.9).fit(X)
+    det = SCALE(head, percentile=99.9, contamination=None).fit(X)
     with pytest.raises(ValueError, match="2 row\\(s\\) are not finite"):
         det.score_samples(X)
     with pytest.raises(ValueError, match="not finite"):
-        det.offset_  # noqa: B018
+        SCALE(head, percentile=99.9, detector=GEN(top_m=2)).fit(X)
     with pytest.raises(ValueError, match="not finite"):
-        SCALE(head, percentile=99.9, detector=GEN()).fit(X)
+        SCALE(head, percentile=99.9, detector=KLMatching()).fit(X)
 
 
 # ----------------------------------------------------------- chunks, blocks

@@ -4,6 +4,7 @@ import warnings
 
 import numpy as np
 import pytest
+from _helpers import streamed_offset
 from hypothesis import given
 from hypothesis import strategies as st
 from scipy.special import logsumexp
@@ -152,16 +153,30 @@ def test_partial_fit_in_chunks_equals_fit():
     y = np.where(np.arange(400) % 7 == 0, -1, y)
     whole = ViM(head=(W, b), dim=3).fit(X, y)
     chunked = ViM(head=(W, b), dim=3)
-    for rows in np.array_split(np.arange(400), 6):
-        chunked.partial_fit(X[rows], y[rows])
+    chunks = [(X[rows], y[rows]) for rows in np.array_split(np.arange(400), 6)]
+    for chunk in chunks:
+        chunked.partial_fit(*chunk)
     np.testing.assert_allclose(
         chunked.second_moment_sum_, whole.second_moment_sum_, rtol=1e-10, atol=1e-10
     )
     P_whole = whole.components_.T @ whole.components_
     P_chunked = chunked.components_.T @ chunked.components_
     np.testing.assert_allclose(P_chunked, P_whole, atol=1e-10)
-    np.testing.assert_allclose(chunked.alpha_, whole.alpha_, rtol=1e-10)
-    np.testing.assert_allclose(chunked.offset_, whole.offset_, rtol=1e-10)
+    # alpha is matched on each row's residual under the subspace of its call
+    # (fit: under the final subspace), and offset_ follows it.
+    residuals = np.concatenate(
+        [
+            ViM(head=(W, b), dim=3)
+            .fit(X[: rows[-1] + 1], y[: rows[-1] + 1])
+            ._residual(X[rows][y[rows] >= 0])
+            for rows in np.array_split(np.arange(400), 6)
+        ]
+    )
+    mean_max_logit = whole.max_logit_sum_ / whole.n_samples_seen_
+    assert chunked.alpha_ == pytest.approx(mean_max_logit / residuals.mean(), rel=1e-9)
+    assert chunked.alpha_ == pytest.approx(whole.alpha_, rel=0.1)
+    assert chunked.offset_ == pytest.approx(streamed_offset(chunked, chunks), rel=1e-9)
+    whole.alpha_ = chunked.alpha_
     np.testing.assert_allclose(
         chunked.score_samples(X), whole.score_samples(X), rtol=1e-10, atol=1e-10
     )
@@ -218,7 +233,20 @@ def test_partial_fit_with_chunks_smaller_than_dim():
         warnings.simplefilter("ignore", UserWarning)  # until 6 dimensions are full
         for rows in np.array_split(np.arange(3, 60), 19):
             chunked.partial_fit(X[rows])
-    np.testing.assert_allclose(chunked.alpha_, whole.alpha_, rtol=1e-10)
+    # The first rows' residuals were taken under subspaces that held them
+    # (zero residual): alpha is matched on what the stream saw.
+    ends = [3, *(rows[-1] + 1 for rows in np.array_split(np.arange(3, 60), 19))]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        residuals = np.concatenate(
+            [
+                ViM(head=(W, b), dim=6).fit(X[:end])._residual(X[start:end])
+                for start, end in zip([0, *ends[:-1]], ends)
+            ]
+        )
+    mean_max_logit = whole.max_logit_sum_ / whole.n_samples_seen_
+    assert chunked.alpha_ == pytest.approx(mean_max_logit / residuals.mean(), rel=1e-9)
+    whole.alpha_ = chunked.alpha_
     np.testing.assert_allclose(
         chunked.score_samples(X), whole.score_samples(X), rtol=1e-10, atol=1e-10
     )
