@@ -7,14 +7,15 @@ columns is fine). :class:`~sklearn_ood.detectors.OpenMax` lives in
 ``_openmax.py``.
 """
 
-import warnings
-
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils._param_validation import StrOptions
 
 from sklearn_ood.base import BaseDetector, PartialFitMixin
 from sklearn_ood.detectors._softmax import log_softmax64
+from sklearn_ood.utils._grouping import group_sums
+from sklearn_ood.utils._validation import check_logit_labels, check_n_classes
+from sklearn_ood.utils._warnings import warn
 
 __all__ = ["KLMatching", "TemperatureScaling"]
 
@@ -26,43 +27,6 @@ _T_BOUNDS = (1e-3, 1e3)
 # Probabilities of a typical posterior are clipped at this value before the
 # logarithm, so that log(0) never occurs (log(tiny) is about -708.4).
 _EPS = np.finfo(np.float64).tiny
-
-
-def _check_n_classes(X, name):
-    """Refuse logits of a single class: their softmax is the constant 1."""
-    if X.shape[1] < 2:
-        raise ValueError(
-            f"{name} needs logits of at least 2 classes; got n_features = {X.shape[1]}."
-        )
-
-
-def _check_logit_labels(y, n_classes, name):
-    """Refuse ID labels that do not index a logit column."""
-    if y is not None and y.size and y.max() >= n_classes:
-        raise ValueError(
-            f"{name} reads a label as the index of its logit column, but y "
-            f"contains label {int(y.max())} and X has only {n_classes} logit "
-            f"columns; valid class labels are 0..{n_classes - 1} (negative "
-            "labels mark out-of-distribution rows)."
-        )
-
-
-def _group_sums(values, groups):
-    """Per-group row sums (float64) and counts of ``values``, groups ascending.
-
-    Returns ``(unique_groups, sums, counts)``. The rows are sorted by group
-    once, then each group's contiguous block is reduced along axis 0 with a
-    float64 accumulator: a loop over groups, not rows, and several times
-    faster than ``np.add.reduceat`` (slow along axis 0) or ``np.add.at``.
-    """
-    unique, inverse, counts = np.unique(groups, return_inverse=True, return_counts=True)
-    order = np.argsort(inverse, kind="stable")
-    values = values[order]
-    ends = np.cumsum(counts)
-    sums = np.empty((len(unique),) + values.shape[1:])
-    for i, (start, end) in enumerate(zip(ends - counts, ends)):
-        np.add.reduce(values[start:end], axis=0, dtype=np.float64, out=sums[i])
-    return unique, sums, counts
 
 
 def _nll_slope(X, true_logit, beta):
@@ -184,8 +148,8 @@ class TemperatureScaling(BaseDetector):
 
     def _fit(self, X, y):
         name = type(self).__name__
-        _check_n_classes(X, name)
-        _check_logit_labels(y, X.shape[1], name)
+        check_n_classes(X, name)
+        check_logit_labels(y, X.shape[1], name)
         X = np.asarray(X, dtype=np.float64)
         true_logit = X[np.arange(X.shape[0]), y]
         beta_lo, beta_hi = 1.0 / _T_BOUNDS[1], 1.0 / _T_BOUNDS[0]
@@ -199,11 +163,10 @@ class TemperatureScaling(BaseDetector):
         else:
             beta, edge = _root_of_slope(X, true_logit, beta_lo, beta_hi), None
         if edge is not None:
-            warnings.warn(
+            warn(
                 f"The NLL of the fit labels has no minimum for T in {_T_BOUNDS} "
                 f"({edge}); temperature_ is set to the edge T = {1.0 / beta:g}.",
                 ConvergenceWarning,
-                stacklevel=3,
             )
         self.temperature_ = float(1.0 / beta)
 
@@ -302,18 +265,18 @@ class KLMatching(PartialFitMixin, BaseDetector):
         self.match = match
 
     def _reset_stats(self, X, y):
-        _check_n_classes(X, type(self).__name__)
+        check_n_classes(X, type(self).__name__)
         n_classes = X.shape[1]
         # Accumulators indexed by logit column; classes without rows stay 0.
         self._column_sums = np.zeros((n_classes, n_classes))
         self._column_counts = np.zeros(n_classes, dtype=np.int64)
 
     def _update_stats(self, X, y):
-        _check_logit_labels(y, X.shape[1], type(self).__name__)
+        check_logit_labels(y, X.shape[1], type(self).__name__)
         if len(X) == 0:
             return
         groups = np.argmax(X, axis=1) if y is None else y
-        classes, sums, counts = _group_sums(np.exp(log_softmax64(X)), groups)
+        classes, sums, counts = group_sums(np.exp(log_softmax64(X)), groups)
         self._column_sums[classes] += sums
         self._column_counts[classes] += counts
 

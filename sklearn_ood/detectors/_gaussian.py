@@ -12,8 +12,6 @@ chunks whose size follows scikit-learn's ``working_memory``, so memory never
 grows with ``n_train x n_test``.
 """
 
-import warnings
-
 import numpy as np
 from scipy import linalg
 from scipy.linalg import blas
@@ -22,6 +20,7 @@ from sklearn import get_config
 from sklearn.utils import gen_batches
 
 from sklearn_ood.exceptions import SingularCovarianceWarning
+from sklearn_ood.utils._warnings import warn
 
 __all__ = [
     "ClassGaussians",
@@ -303,12 +302,11 @@ def warn_singular(what, ridge, detail="", upto=False):
     amount = (
         f"a ridge of up to {ridge:.3g} * I" if upto else f"the ridge {ridge:.3g} * I"
     )
-    warnings.warn(
+    warn(
         f"{what} is singular{detail}; added {amount} so that it can be "
         "inverted. Set reg > 0 or covariance='ledoit_wolf' or 'oas' to "
         "regularise it explicitly.",
         SingularCovarianceWarning,
-        stacklevel=4,
     )
 
 

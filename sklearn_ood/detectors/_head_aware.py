@@ -5,7 +5,6 @@ Each reads penultimate features ``X`` and the head ``(W, b)`` with
 one on ties). All fits are sums over rows, so each offers ``partial_fit``.
 """
 
-import warnings
 from numbers import Real
 
 import numpy as np
@@ -13,8 +12,9 @@ from scipy.spatial.distance import cdist
 from sklearn.utils._param_validation import Interval
 
 from sklearn_ood.base import BaseDetector, PartialFitMixin
-from sklearn_ood.detectors._fitted_logits import _group_sums
 from sklearn_ood.detectors._head import check_head, head_logits, head_with_classes
+from sklearn_ood.utils._grouping import group_sums
+from sklearn_ood.utils._warnings import warn
 
 __all__ = ["NCI", "SHE", "fDBD"]
 
@@ -121,14 +121,14 @@ class SHE(PartialFitMixin, BaseDetector):
         self.pattern_counts_ = np.zeros(len(self.W_), dtype=np.int64)
 
     def _update_stats(self, X, y):
-        # No float64 copy of X: head_logits and _group_sums accumulate in
+        # No float64 copy of X: head_logits and group_sums accumulate in
         # float64 from float32 rows.
         pred = head_logits(X, self.W_, self.b_).argmax(axis=1)
         if y is not None:
             correct = pred == _label_rows(y, self.head_classes_, "SHE")
             X, pred = X[correct], pred[correct]
         if len(pred):
-            rows, sums, counts = _group_sums(X, pred)
+            rows, sums, counts = group_sums(X, pred)
             # Copies, not in-place updates, so that a refused chunk is undone.
             self.pattern_sums_ = self.pattern_sums_.copy()
             self.pattern_counts_ = self.pattern_counts_.copy()
@@ -145,12 +145,11 @@ class SHE(PartialFitMixin, BaseDetector):
             )
         empty = counts == 0
         if empty.any():
-            warnings.warn(
+            warn(
                 "SHE has no correctly classified fit row for the head classes "
                 f"{self.head_classes_[empty].tolist()}; their patterns are zero, "
                 "so rows predicted as them score 0.",
                 UserWarning,
-                stacklevel=5,
             )
         self.patterns_ = self.pattern_sums_ / np.maximum(counts, 1)[:, np.newaxis]
 

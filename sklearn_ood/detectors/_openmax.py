@@ -12,7 +12,7 @@ from scipy.stats import weibull_min
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from sklearn_ood.base import BaseDetector
-from sklearn_ood.detectors._fitted_logits import _check_logit_labels, _check_n_classes
+from sklearn_ood.utils._validation import check_logit_labels, check_n_classes
 
 __all__ = ["OpenMax"]
 
@@ -225,7 +225,7 @@ class OpenMax(BaseDetector):
     def _fit(self, X, y):
         name = type(self).__name__
         n_samples, n_classes = X.shape
-        _check_n_classes(X, name)
+        check_n_classes(X, name)
         if self.alpha > n_classes:
             raise ValueError(
                 f"alpha={self.alpha} exceeds the number of classes ({n_classes} "
@@ -236,7 +236,7 @@ class OpenMax(BaseDetector):
                 f"{name} needs at least {_MIN_ROWS} correctly classified fit rows "
                 f"per class; got n_samples = {n_samples}."
             )
-        _check_logit_labels(y, n_classes, name)
+        check_logit_labels(y, n_classes, name)
         X = np.asarray(X, dtype=np.float64)
         predicted = np.argmax(X, axis=1)
         labels = predicted if y is None else y

@@ -29,7 +29,7 @@ from sklearn.utils._param_validation import HasMethods, Interval
 from sklearn_ood.base import BaseDetector
 from sklearn_ood.detectors._head import check_head
 from sklearn_ood.detectors._logits import Energy
-from sklearn_ood.detectors._order_statistics import _percentile_of_entries, _row_blocks
+from sklearn_ood.utils._order_statistics import _percentile_of_entries, _row_blocks
 
 __all__ = ["DICE", "ReAct"]
 

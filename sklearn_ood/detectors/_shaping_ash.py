@@ -28,8 +28,8 @@ from numbers import Real
 import numpy as np
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from sklearn_ood.detectors._order_statistics import _CACHE_BYTES, _row_blocks
 from sklearn_ood.detectors._shaping import _ShapedLogitDetector
+from sklearn_ood.utils._order_statistics import _CACHE_BYTES, _row_blocks
 
 __all__ = ["ASH", "SCALE"]
 

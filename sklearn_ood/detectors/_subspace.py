@@ -5,7 +5,6 @@ in-distribution (ID) training features and its orthogonal residual; the
 residual norm becomes an extra "virtual" logit.
 """
 
-import warnings
 from numbers import Integral, Real
 
 import numpy as np
@@ -14,6 +13,7 @@ from sklearn.utils._param_validation import Interval
 from sklearn_ood.base import BaseDetector, PartialFitMixin
 from sklearn_ood.detectors._head import check_head, head_logits
 from sklearn_ood.detectors._softmax import logsumexp64
+from sklearn_ood.utils._warnings import warn
 
 __all__ = ["ViM", "vim_default_dim"]
 
@@ -227,24 +227,22 @@ class ViM(PartialFitMixin, BaseDetector):
         # Residuals below sqrt(eps) of the typical norm are eigen-solver noise.
         rms_norm = np.sqrt(np.trace(self.second_moment_sum_) / self.n_samples_seen_)
         if not mean_residual > np.sqrt(np.finfo(np.float64).eps) * rms_norm:
-            warnings.warn(
+            warn(
                 f"ViM cannot match alpha: the {self.n_samples_seen_} fit rows seen lie "
                 f"in the {self.dim_}-dimensional principal subspace (zero "
                 "residual), so alpha_ = 0 and the score is the plain energy. Fit "
                 "on more rows (or keep calling partial_fit), lower dim, or pass "
                 "alpha.",
                 UserWarning,
-                stacklevel=5,
             )
             return 0.0
         mean_max_logit = self.max_logit_sum_ / self.n_samples_seen_
         if mean_max_logit < 0:
-            warnings.warn(
+            warn(
                 f"The mean max logit of the ViM fit rows is {mean_max_logit:.6g}; "
                 "a negative alpha would reward large residuals, so alpha uses its "
                 "magnitude. Pass alpha to choose the scale yourself.",
                 UserWarning,
-                stacklevel=5,
             )
         return abs(mean_max_logit) / mean_residual
 

@@ -23,14 +23,14 @@ from sklearn_ood.detectors import (
     _shaping,
     _shaping_ash,
 )
-from sklearn_ood.detectors import _order_statistics as _order_statistics_module
-from sklearn_ood.detectors._order_statistics import (
+from sklearn_ood.detectors._shaping import DICE, ReAct, _is_stateless
+from sklearn_ood.detectors._shaping_ash import ASH, SCALE
+from sklearn_ood.utils import _order_statistics as _order_statistics_module
+from sklearn_ood.utils._order_statistics import (
     _order_statistics,
     _order_statistics_between,
     _percentile_of_entries,
 )
-from sklearn_ood.detectors._shaping import DICE, ReAct, _is_stateless
-from sklearn_ood.detectors._shaping_ash import ASH, SCALE
 
 DETECTORS = {
     "ReAct": lambda head, **kw: ReAct(head, **kw),
