@@ -29,6 +29,11 @@ def _public_classes(package_name):
 def all_detectors(include_torch="auto"):
     """Return every public detector class of sklearn-ood.
 
+    Like :func:`sklearn.utils.all_estimators`: the public subclasses of
+    :class:`~sklearn_ood.base.BaseDetector` found in
+    :mod:`sklearn_ood.detectors` (and :mod:`sklearn_ood.torch`), for loops
+    over the whole catalogue such as the common estimator checks.
+
     Parameters
     ----------
     include_torch : bool or "auto", default="auto"
@@ -39,6 +44,10 @@ def all_detectors(include_torch="auto"):
     -------
     detectors : list of (name, class) tuples
         Sorted by name; abstract bases and private classes are left out.
+
+    See Also
+    --------
+    sklearn.utils.all_estimators : The same list for scikit-learn's estimators.
 
     Examples
     --------

@@ -34,22 +34,9 @@ class BaseDetector(OutlierMixin, BaseEstimator):
     """Base class for OOD detectors: validation, label masks, threshold.
 
     Subclasses implement ``_fit(X, y)`` and ``_score(X)`` and may set the
-    class attributes below. They list their own hyper-parameters in
+    class attributes listed in Notes. They list their own hyper-parameters in
     ``_parameter_constraints`` (merged with ``contamination``) and in
     ``__init__`` (which only stores them, as scikit-learn requires).
-
-    Class attributes
-    ----------------
-    _requires_labels : bool
-        ``fit`` raises when ``y`` is None.
-    _uses_outliers : bool
-        ``_fit`` receives the OOD rows (``y < 0``) too. Otherwise they are
-        dropped before ``_fit`` and never influence the fitted model.
-    _class_aware : bool
-        ``fit`` sets ``classes_`` to the sorted unique ID labels.
-    _stateless : bool
-        The score is a fixed function of the row (``MaxSoftmax``, ``Energy``,
-        ...): fitting only validates the input and sets ``offset_``.
 
     Parameters
     ----------
@@ -72,6 +59,12 @@ class BaseDetector(OutlierMixin, BaseEstimator):
     n_features_in_ : int
         Number of columns seen during ``fit``.
 
+    See Also
+    --------
+    PartialFitMixin : Streaming ``partial_fit`` for detectors fitted from sums.
+    sklearn.ensemble.IsolationForest : The scikit-learn detector whose
+        ``offset_`` convention this base follows.
+
     Notes
     -----
     As in scikit-learn's ``IsolationForest`` and ``LocalOutlierFactor``,
@@ -81,6 +74,30 @@ class BaseDetector(OutlierMixin, BaseEstimator):
     ``Gram``) score each of those rows without itself, so that the threshold
     is honest. A fitted detector keeps its statistics and nothing else of
     the fit data.
+
+    Subclasses may set these class attributes:
+
+    * ``_requires_labels``: ``fit`` raises when ``y`` is None.
+    * ``_uses_outliers``: ``_fit`` receives the OOD rows (``y < 0``) too;
+      otherwise they are dropped before ``_fit`` and never influence the
+      fitted model.
+    * ``_class_aware``: ``fit`` sets ``classes_`` to the sorted unique ID
+      labels.
+    * ``_stateless``: the score is a fixed function of the row
+      (``MaxSoftmax``, ``Energy``, ...), so fitting only validates the input
+      and sets ``offset_``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_ood.base import BaseDetector
+    >>> class MinusNorm(BaseDetector):
+    ...     def _score(self, X):
+    ...         return -np.linalg.norm(X, axis=1)
+    >>> X = np.random.default_rng(0).normal(size=(200, 3))
+    >>> det = MinusNorm(contamination=0.1).fit(X)
+    >>> float(np.mean(det.predict(X) == -1))
+    0.1
     """
 
     _parameter_constraints: dict = {
