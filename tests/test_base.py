@@ -2,6 +2,9 @@
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
 from sklearn.base import clone
 
 import sklearn_ood
@@ -341,3 +344,21 @@ def test_offset_survives_pickle_and_can_be_set():
     np.testing.assert_array_equal(
         det.predict(X), np.where(det.score_samples(X) >= -1.0, 1, -1)
     )
+
+
+@given(
+    X=arrays(
+        np.float64,
+        st.tuples(st.integers(2, 40), st.integers(2, 4)),
+        elements=st.floats(-1e3, 1e3, allow_subnormal=False),
+    ),
+    contaminations=st.lists(
+        st.floats(1e-3, 0.5, exclude_min=False), min_size=2, max_size=2
+    ),
+)
+def test_a_larger_contamination_never_lowers_offset(X, contaminations):
+    low, high = sorted(contaminations)
+    for det in (Energy(), CentroidDistance()):
+        offset_low = clone(det).set_params(contamination=low).fit(X).offset_
+        offset_high = clone(det).set_params(contamination=high).fit(X).offset_
+        assert offset_low <= offset_high
