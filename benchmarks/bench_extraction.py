@@ -113,7 +113,6 @@ def run_case(case, device, amp_dtype, quick, repeats):
         batch_size=batch_size,
         device=device,
         amp_dtype=amp_dtype,
-        progress=False,
     ).fit(X[:batch_size])
 
     # Warm up both paths (allocator, oneDNN / cuDNN kernels) on one batch.

@@ -140,8 +140,8 @@ class BaseDetector(OutlierMixin, BaseEstimator):
         X, y = self._validate_fit_data(X, y, reset=True)
         if self._class_aware and y is not None:
             self.classes_ = np.unique(y[y >= 0])
-        self._fit(X, y)
-        self._set_offset(self._in_distribution_rows(X, y))
+        fit_scores = self._fit(X, y)
+        self._set_offset(self._in_distribution_rows(X, y), fit_scores)
         return self
 
     def fit_predict(self, X, y=None):
@@ -196,7 +196,12 @@ class BaseDetector(OutlierMixin, BaseEstimator):
         return y
 
     def _fit(self, X, y):
-        """Learn the detector's statistics; no-op for score-only methods."""
+        """Learn the detector's statistics; no-op for score-only methods.
+
+        May return the (honest) scores of every ID fit row when the fit
+        computes them anyway (e.g. leave-one-out); ``offset_`` then takes its
+        sampled rows from them instead of scoring those rows again.
+        """
 
     def _score(self, X):  # pragma: no cover - abstract
         raise NotImplementedError
@@ -217,12 +222,16 @@ class BaseDetector(OutlierMixin, BaseEstimator):
         """
         return self._score(_take_rows(X_id, rows))
 
-    def _set_offset(self, X_id):
+    def _set_offset(self, X_id, fit_scores=None):
         """End of ``fit``: ``offset_`` from (a sample of) the ID fit rows."""
         self.__dict__.pop("offset_", None)
         if self.contamination is not None and len(X_id):
             rows = self._offset_row_indices(len(X_id))
-            self.offset_ = _quantile(self._fit_scores(X_id, rows), self.contamination)
+            if fit_scores is None:
+                scores = self._fit_scores(X_id, rows)
+            else:
+                scores = np.asarray(fit_scores)[rows]
+            self.offset_ = _quantile(scores, self.contamination)
 
     # ---------------------------------------------------------------- score
     def _validate_score_input(self, X):
@@ -402,7 +411,7 @@ class PartialFitMixin:
     def _scores_from_terms(self, terms):
         return terms
 
-    def _set_offset(self, X_id):
+    def _set_offset(self, X_id, fit_scores=None):
         # End of fit: the sample of the fit rows, scored under the final model,
         # is the reservoir that later partial_fit calls extend.
         rows = self._offset_row_indices(len(X_id))

@@ -7,6 +7,8 @@
   sequences, tabular rows): :class:`ODIN` and
   :class:`MahalanobisPreprocessed` (input perturbation), :class:`MCDropout`,
   :class:`GradNorm` and :class:`Gram`.
+* :func:`save` and :func:`load` store a fitted estimator without its model's
+  weights and load it back against the model, checked to be the same.
 * :class:`DigitsCNN` is a small reference CNN for scikit-learn's bundled 8x8
   digits.
 
@@ -27,6 +29,7 @@ from sklearn_ood.torch._gradnorm import GradNorm
 from sklearn_ood.torch._gram import Gram
 from sklearn_ood.torch._input_preprocessing import ODIN, MahalanobisPreprocessed
 from sklearn_ood.torch._mc_dropout import MCDropout
+from sklearn_ood.torch._saving import load, save
 from sklearn_ood.torch.models import DigitsCNN
 
 __all__ = [
@@ -37,4 +40,6 @@ __all__ = [
     "MahalanobisPreprocessed",
     "ODIN",
     "TorchFeatureTransformer",
+    "load",
+    "save",
 ]

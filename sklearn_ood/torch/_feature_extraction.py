@@ -15,29 +15,26 @@ from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from sklearn_ood.torch._utils import (
+from sklearn_ood.torch._devices import _place_model
+from sklearn_ood.torch._inputs import PROBE_SIZE, _check_input_shape, _ModelInput
+from sklearn_ood.torch._layers import (
     LOGITS,
+    POOLINGS,
     _check_finite,
-    _check_model,
     _check_single_calls,
-    _clone_sharing_modules,
-    _eval_mode,
     _feature_hooks,
-    _floating_dtype,
     _hooked_forward,
     _layer_names,
     _pool_output,
-    _resolve_device,
     _resolve_layers,
-    _Source,
-    _to_device,
+)
+from sklearn_ood.torch._utils import (
+    _check_model,
+    _clone_sharing_modules,
+    _eval_mode,
 )
 
 __all__ = ["TorchFeatureTransformer"]
-
-_POOLINGS = ("avg", "max", "flatten")
-_N_PROBE = 2  # rows that ``fit`` runs through the model
-_PROGRESS_DELAY = 2.0  # seconds before the progress bar appears
 
 
 class TorchFeatureTransformer(TransformerMixin, BaseEstimator):
@@ -55,7 +52,8 @@ class TorchFeatureTransformer(TransformerMixin, BaseEstimator):
     Parameters
     ----------
     model : torch.nn.Module
-        The trained model. It is shared, never copied (see *Notes*).
+        The trained model. It is shared, never copied, and never modified
+        apart from its placement on ``device`` (see *Notes*).
     layer : str or list of str, default="logits"
         What to extract:
 
@@ -91,10 +89,11 @@ class TorchFeatureTransformer(TransformerMixin, BaseEstimator):
         Samples per forward pass (ignored for a ``DataLoader`` input).
     device : "auto", str, torch.device or None, default="auto"
         Where the model runs: ``"auto"`` is CUDA when available, else the
-        CPU; or e.g. ``"cpu"``, ``"cuda"``, ``"cuda:1"``, a ``torch.device``.
-        The model is moved there in place (``model.to(device)``) and stays
-        there. ``None`` leaves the model where it is and sends the inputs to
-        the device of its first parameter (for models placed by hand).
+        CPU; or e.g. ``"cpu"``, ``"cuda:1"``, a ``torch.device``. The model
+        is moved there in place (``model.to(device)``, as ``nn.Module.to``
+        does) and stays there; its weights, ``.grad`` and ``training`` flags
+        are left as they were. ``None`` leaves the model where it is and
+        sends the inputs to the device of its first parameter.
     amp_dtype : torch.dtype or None, default=None
         Run the forward pass under ``torch.autocast`` with this dtype (e.g.
         ``torch.bfloat16`` or ``torch.float16``) on the device's type.
@@ -102,10 +101,10 @@ class TorchFeatureTransformer(TransformerMixin, BaseEstimator):
     preprocess : callable or None, default=None
         Applied to each input batch once it is on the device (e.g. a
         normalisation), before the model.
-    progress : bool, default=True
-        Show a tqdm progress bar (on stderr) when ``transform`` runs more than
-        one batch and takes more than two seconds. tqdm is part of the
-        ``torch`` extra; without it there is no bar.
+    verbose : int, default=0
+        Verbosity: 0 is silent; above 0, ``transform`` shows a tqdm progress
+        bar on stderr (tqdm is part of the ``torch`` extra; without it there
+        is no bar).
 
     Attributes
     ----------
@@ -118,9 +117,17 @@ class TorchFeatureTransformer(TransformerMixin, BaseEstimator):
         ``{"penultimate": ("fc", "input")}``.
     n_features_out_ : int
         Number of output columns.
+    input_shape_ : tuple of int
+        Shape of one sample seen in ``fit``; ``transform`` refuses another.
     n_features_in_ : int
-        Number of columns of ``X`` during ``fit``; only set when ``X`` is a
-        2-D array or tensor (tabular models).
+        Number of features, only for 2-D (tabular) input.
+
+    See Also
+    --------
+    sklearn_ood.detectors.Mahalanobis : Class-conditional Gaussian on the features.
+    sklearn_ood.detectors.Energy : Free energy of the logits.
+    MahalanobisPreprocessed : Mahalanobis on a layer after an input step.
+    save : Save the fitted transformer without the model's weights.
 
     Notes
     -----
@@ -129,18 +136,30 @@ class TorchFeatureTransformer(TransformerMixin, BaseEstimator):
     ``(N, C, H, W)``, sequences, tabular rows ``(N, n_features)``), a
     ``torch.utils.data.Dataset`` whose items are ``x`` or ``(x, y, ...)``
     (the first element is used), or a ``DataLoader`` (used as it is: its
-    batch size, workers and order).
-    Batches are moved to the device one at a time; floating inputs are cast
-    to the model's floating dtype, integer inputs (e.g. token ids) are left
-    as they are. Inputs are not scanned for NaN (that would cost a pass
-    over the data), but the extracted features are: a NaN or infinite
-    feature raises a ``ValueError`` naming the layer.
+    batch size, workers and order). ``fit`` records the sample shape in
+    ``input_shape_`` and ``transform`` refuses another one with a
+    ``ValueError``, as the model detectors do (for a ``DataLoader``, batch by
+    batch); a model that fails on ``fit``'s first batch gives a
+    ``ValueError`` showing the sample shape it was given.
+    Batches are moved to the device one at a time. Floating inputs are cast
+    to the model's floating dtype (values beyond its range, e.g. float64
+    data above 3.4e38 for a float32 model, are a ``ValueError``). Integer
+    and boolean inputs are never converted: they reach the model as they
+    are (token ids for an ``nn.Embedding``), and a model that fails on them
+    gives a ``ValueError`` saying to convert ``X`` to floating point and
+    scale it as at training time (or to do so in ``preprocess``, e.g.
+    ``lambda x: x.float() / 255`` for uint8 images). Inputs are not scanned
+    for NaN (that would cost a pass over the data), but the extracted
+    features are: a NaN or infinite feature raises a ``ValueError`` naming
+    the layer.
 
-    **Model state.** Extraction runs in eval mode under
-    ``torch.inference_mode()``; the ``training`` flag of every submodule is
-    restored afterwards, also when an exception is raised. Hooks are
-    removed. The model is moved to ``device`` and left there: a model put on
-    the GPU by ``device="auto"`` must be given GPU inputs afterwards.
+    **Model state.** With ``device`` set, the model is moved there in place
+    (``model.to(device)``) and stays there: a model put on the GPU by
+    ``device="auto"`` must be given GPU inputs afterwards. Otherwise it is
+    never modified: extraction runs in eval mode under
+    ``torch.inference_mode()``, the ``training`` flag of every submodule is
+    restored afterwards, also when an exception is raised, no ``.grad`` is
+    written, and hooks are removed.
 
     **Cloning and caching.** ``sklearn.base.clone`` returns a new unfitted
     transformer holding the *same* model object (and the same
@@ -152,6 +171,11 @@ class TorchFeatureTransformer(TransformerMixin, BaseEstimator):
     step holds a copy of the model after a cache hit, and the first fit
     after the model changed device (``device="auto"`` on a GPU machine) is a
     miss.
+
+    **Saving.** ``pickle`` and ``joblib`` save the fitted transformer with the
+    model (as ``GridSearchCV(n_jobs=2)`` needs); :func:`~sklearn_ood.torch.save`
+    leaves the model's weights out and :func:`~sklearn_ood.torch.load` puts
+    a model supplied by the user back, checked to be the same.
 
     Examples
     --------
@@ -175,12 +199,12 @@ class TorchFeatureTransformer(TransformerMixin, BaseEstimator):
     _parameter_constraints: dict = {
         "model": "no_validation",  # checked in fit with a more helpful message
         "layer": [str, list, tuple],
-        "pooling": [StrOptions(set(_POOLINGS)), callable],
+        "pooling": [StrOptions(set(POOLINGS)), callable],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "device": [str, torch.device, None],
         "amp_dtype": [torch.dtype, None],
         "preprocess": [callable, None],
-        "progress": ["boolean"],
+        "verbose": ["verbose"],
     }
 
     def __init__(
@@ -193,7 +217,7 @@ class TorchFeatureTransformer(TransformerMixin, BaseEstimator):
         device="auto",
         amp_dtype=None,
         preprocess=None,
-        progress=True,
+        verbose=0,
     ):
         self.model = model
         self.layer = layer
@@ -202,7 +226,7 @@ class TorchFeatureTransformer(TransformerMixin, BaseEstimator):
         self.device = device
         self.amp_dtype = amp_dtype
         self.preprocess = preprocess
-        self.progress = progress
+        self.verbose = verbose
 
     # ------------------------------------------------------------ sklearn API
     def __sklearn_clone__(self):
@@ -247,31 +271,30 @@ class TorchFeatureTransformer(TransformerMixin, BaseEstimator):
                 f"amp_dtype must be a floating dtype such as torch.bfloat16; got "
                 f"{self.amp_dtype}."
             )
-        source = _Source(X)
-        device = _resolve_device(self.device, model)
+        inputs = _ModelInput(X)
         layers = _resolve_layers(model, names)
-        probe = source.head(_N_PROBE)
-        if self.device is not None:
-            model.to(device)
+        probe = inputs.head(PROBE_SIZE)
+        device, dtype = _place_model(model, self.device)
         with (
             _feature_hooks(model, layers, stop_early=False) as hooks,
             _eval_mode(model),
             torch.inference_mode(),
         ):
             blocks = self._forward_blocks(
-                model, probe, device, _floating_dtype(model), layers, hooks
+                model,
+                inputs.to_model(probe, device, dtype),
+                layers,
+                hooks,
+                first_fit_batch=True,
             )
         _check_single_calls(hooks, layers)
         _check_finite([b.cpu().numpy() for b in blocks], list(layers))
+        _check_input_shape(self, inputs, reset=True)
         self.layers_ = layers
         self.feature_blocks_ = OrderedDict(
             (block, int(b.shape[1])) for block, b in zip(layers, blocks)
         )
         self.n_features_out_ = sum(self.feature_blocks_.values())
-        if source.n_columns is not None:
-            self.n_features_in_ = source.n_columns
-        elif hasattr(self, "n_features_in_"):
-            del self.n_features_in_
         return self
 
     def transform(self, X):
@@ -289,37 +312,21 @@ class TorchFeatureTransformer(TransformerMixin, BaseEstimator):
         """
         check_is_fitted(self)
         model = self._check_model()
-        source = _Source(X)
-        if (
-            hasattr(self, "n_features_in_")
-            and source.loader is None
-            and source.dataset is None
-            and source.n_columns != self.n_features_in_
-        ):
-            raise ValueError(
-                f"X has {source.n_columns} features, but {type(self).__name__} is "
-                f"expecting {self.n_features_in_} features as input."
-                if source.n_columns is not None
-                else f"{type(self).__name__} was fitted on 2-D input with "
-                f"{self.n_features_in_} features; got input of another shape. "
-                "Reshape your data to (n_samples, n_features)."
-            )
-        device = _resolve_device(self.device, model)
-        if self.device is not None:
-            model.to(device)
+        inputs = _ModelInput(X)
+        _check_input_shape(self, inputs, reset=False)
+        device, dtype = _place_model(model, self.device)
         layers, widths = self.layers_, list(self.feature_blocks_.values())
         stop_early = ("", "output") not in layers.values()
-        n = source.n_samples
+        n = inputs.n_samples
         out = np.empty((n, self.n_features_out_), np.float32) if n is not None else []
         start = 0
         with contextlib.ExitStack() as stack:
-            bar = self._progress_bar(source, stack)
+            bar = self._progress_bar(n, stack)
             hooks = stack.enter_context(_feature_hooks(model, layers, stop_early))
             stack.enter_context(_eval_mode(model))
             stack.enter_context(torch.inference_mode())
-            dtype = _floating_dtype(model)
-            for xb in source.batches(self.batch_size, device):
-                blocks = self._forward_blocks(model, xb, device, dtype, layers, hooks)
+            for xb in inputs.batches(self.batch_size, device, dtype):
+                blocks = self._forward_blocks(model, xb, layers, hooks)
                 for block, b, width in zip(layers, blocks, widths):
                     if b.shape[1] != width:
                         raise ValueError(
@@ -373,9 +380,11 @@ class TorchFeatureTransformer(TransformerMixin, BaseEstimator):
     def _check_model(self):
         return _check_model(self.model)
 
-    def _forward_blocks(self, model, xb, device, dtype, layers, hooks):
-        """One forward pass: the pooled (N, width) float32 block of each layer."""
-        xb = _to_device(xb, device, dtype)
+    def _forward_blocks(self, model, xb, layers, hooks, *, first_fit_batch=False):
+        """One forward pass: the pooled (N, width) float32 block of each layer.
+
+        ``xb`` is on the device, in the model's dtype.
+        """
         if self.preprocess is not None:
             xb = self.preprocess(xb)
         n = len(xb)
@@ -385,26 +394,22 @@ class TorchFeatureTransformer(TransformerMixin, BaseEstimator):
             else contextlib.nullcontext()
         )
         with autocast:
-            values = _hooked_forward(model, xb, layers, hooks)
+            values = _hooked_forward(
+                model, xb, layers, hooks, first_fit_batch=first_fit_batch
+            )
         return [self._pool(value, block, n) for block, value in values.items()]
 
     def _pool(self, value, block, n):
         return _pool_output(value, block, n, self.pooling).float()
 
-    def _progress_bar(self, source, stack):
-        n_batches = source.n_batches(self.batch_size)
-        if not self.progress or (n_batches is not None and n_batches <= 1):
+    def _progress_bar(self, n_samples, stack):
+        """A tqdm bar on stderr when ``verbose > 0`` (without tqdm, none)."""
+        if not self.verbose:
             return None
         try:
             from tqdm import tqdm
         except ImportError:  # pragma: no cover - tqdm ships with the torch extra
             return None
         return stack.enter_context(
-            tqdm(
-                total=source.n_samples,
-                unit="sample",
-                desc="features",
-                leave=False,
-                delay=_PROGRESS_DELAY,
-            )
+            tqdm(total=n_samples, unit="sample", desc="features", leave=False)
         )

@@ -6,14 +6,15 @@ from numbers import Integral
 import numpy as np
 import torch
 
-from sklearn_ood.torch._base import BaseTorchModelDetector, _check_logits
-from sklearn_ood.torch._utils import (
+from sklearn_ood.torch._base import BaseTorchModelDetector
+from sklearn_ood.torch._layers import (
     _check_single_calls,
     _feature_hooks,
     _hooked_forward,
     _layer_names,
     _resolve_layers,
 )
+from sklearn_ood.torch._utils import _check_logits
 
 __all__ = ["Gram"]
 
@@ -73,7 +74,8 @@ class Gram(BaseTorchModelDetector):
     Parameters
     ----------
     model : torch.nn.Module
-        Trained classifier returning logits. It is shared, never copied.
+        Trained classifier returning logits. It is shared, never copied,
+        and never modified apart from its placement on ``device``.
     layers : str or list of str
         Layers whose output feature maps :math:`F_l` are used: submodule
         names from ``model.named_modules()`` (or ``"penultimate"`` /
@@ -86,7 +88,11 @@ class Gram(BaseTorchModelDetector):
         Samples per forward pass.
     device : "auto", str, torch.device or None, default="auto"
         Where the model runs: ``"auto"`` is CUDA when available, else the
-        CPU. The model is moved there in place.
+        CPU; or e.g. ``"cpu"``, ``"cuda:1"``, a ``torch.device``. The model
+        is moved there in place (``model.to(device)``, as ``nn.Module.to``
+        does) and stays there; its weights, ``.grad`` and ``training`` flags
+        are left as they were. ``None`` leaves the model where it is and
+        sends the inputs to the device of its first parameter.
     contamination : float in (0, 0.5], default=0.05
         Fraction of the ID fit samples rejected by ``predict`` (from their
         leave-one-out scores).
@@ -111,6 +117,11 @@ class Gram(BaseTorchModelDetector):
         ``decision_function = score_samples - offset_``.
     n_features_in_ : int
         Number of features, only for 2-D (tabular) input.
+
+    See Also
+    --------
+    sklearn_ood.detectors.MultiMahalanobis : Gaussians on several layers.
+    MahalanobisPreprocessed : Mahalanobis on a layer after an input step.
 
     Examples
     --------

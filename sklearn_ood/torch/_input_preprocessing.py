@@ -16,21 +16,17 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn_ood.detectors import Mahalanobis
 from sklearn_ood.detectors._gaussian import COVARIANCE_OPTIONS
 from sklearn_ood.detectors._softmax import log_softmax64
-from sklearn_ood.torch._base import (
-    BaseTorchModelDetector,
-    _check_logits,
-    _check_norm_std,
-    _input_gradient,
-    _perturb,
-)
-from sklearn_ood.torch._feature_extraction import _POOLINGS, TorchFeatureTransformer
-from sklearn_ood.torch._utils import (
+from sklearn_ood.torch._base import BaseTorchModelDetector
+from sklearn_ood.torch._feature_extraction import TorchFeatureTransformer
+from sklearn_ood.torch._inputs import _call_model
+from sklearn_ood.torch._layers import (
     PENULTIMATE,
-    _eval_mode,
+    POOLINGS,
     _feature_hooks,
     _hooked_forward,
     _pool_output,
 )
+from sklearn_ood.torch._utils import _check_logits, _eval_mode
 
 __all__ = ["ODIN", "MahalanobisPreprocessed"]
 
@@ -68,6 +64,11 @@ class ODIN(BaseTorchModelDetector):
     :class:`~sklearn_ood.detectors.MaxSoftmax` ``(temperature)`` on the
     model's logits.
 
+    The inputs must be floating point, since the step is a gradient with
+    respect to them: integer inputs (e.g. uint8 images) are refused with a
+    ``ValueError``, never cast, because the model needs them scaled as at
+    training time.
+
     pytorch-ood 0.4.0's ``ODIN`` takes the same step (cross-entropy to the
     predicted class, ``norm_std`` likewise) and returns :math:`-s(x)`; ours
     is its negation. The authors' code maps a zero gradient entry to
@@ -79,8 +80,9 @@ class ODIN(BaseTorchModelDetector):
     Parameters
     ----------
     model : torch.nn.Module
-        Trained classifier returning logits ``(n_samples, n_classes)``. It
-        is shared, never copied or modified.
+        Trained classifier returning logits ``(n_samples, n_classes)``.
+        It is shared, never copied, and never modified
+        apart from its placement on ``device``.
     temperature : float > 0, default=1000.0
         Temperature :math:`T`.
     epsilon : float >= 0, default=0.0014
@@ -93,8 +95,11 @@ class ODIN(BaseTorchModelDetector):
         Samples per forward/backward pass.
     device : "auto", str, torch.device or None, default="auto"
         Where the model runs: ``"auto"`` is CUDA when available, else the
-        CPU. The model is moved there in place. ``None`` leaves the model
-        where it is.
+        CPU; or e.g. ``"cpu"``, ``"cuda:1"``, a ``torch.device``. The model
+        is moved there in place (``model.to(device)``, as ``nn.Module.to``
+        does) and stays there; its weights, ``.grad`` and ``training`` flags
+        are left as they were. ``None`` leaves the model where it is and
+        sends the inputs to the device of its first parameter.
     contamination : float in (0, 0.5], default=0.05
         Fraction of the ID fit samples rejected by ``predict``.
 
@@ -108,6 +113,12 @@ class ODIN(BaseTorchModelDetector):
         ``decision_function = score_samples - offset_``.
     n_features_in_ : int
         Number of features, only for 2-D (tabular) input.
+
+    See Also
+    --------
+    sklearn_ood.detectors.MaxSoftmax : The same score without the input step.
+    MahalanobisPreprocessed : The input step for a Mahalanobis score.
+    GradNorm : Size of a gradient of the model's output.
 
     Examples
     --------
@@ -130,7 +141,7 @@ class ODIN(BaseTorchModelDetector):
     1
     """
 
-    _float_inputs = True
+    _input_gradients = True
     _parameter_constraints = {
         **BaseTorchModelDetector._parameter_constraints,
         "temperature": [_POSITIVE],
@@ -165,7 +176,7 @@ class ODIN(BaseTorchModelDetector):
         temperature = self.temperature
 
         def neg_log_max_softmax(x):
-            logits = _check_logits(model(x), len(x))
+            logits = _check_logits(_call_model(model, x), len(x))
             return -torch.log_softmax(logits / temperature, dim=1).amax(1).sum()
 
         logits = []
@@ -175,7 +186,7 @@ class ODIN(BaseTorchModelDetector):
                     grad = _input_gradient(neg_log_max_softmax, xb)
                     xb = _perturb(xb, grad, self.epsilon, self.norm_std_)
                 with torch.no_grad():
-                    out = _check_logits(model(xb), len(xb))
+                    out = _check_logits(_call_model(model, xb), len(xb))
                 logits.append(out.double().cpu().numpy())
         # As MaxSoftmax: exp of the max log-softmax, in float64.
         return np.exp(log_softmax64(np.concatenate(logits), temperature).max(1))
@@ -200,16 +211,17 @@ class MahalanobisPreprocessed(BaseTorchModelDetector):
     :class:`~sklearn_ood.torch.TorchFeatureTransformer`, and the class means
     :math:`\mu_k` and tied covariance :math:`\Sigma` are those of a
     :class:`~sklearn_ood.detectors.Mahalanobis` detector fitted on the
-    features of the ID fit samples (same estimator, ``covariance`` and
-    ``reg`` options, singular fallback and score). The input step decreases
+    features of the ID fit samples (same estimator, ``covariance_estimator``
+    and ``reg_covar`` options, singular fallback and score). The input step decreases
     the distance to the closest class mean :math:`\mu_{\hat k}` (fixed
     before the step), i.e. increases the confidence score; ``epsilon=0``
     skips the backward pass and equals
     ``Pipeline([TorchFeatureTransformer(model, layer), Mahalanobis()])``.
-    :math:`\sigma` is ``norm_std``, as in :class:`ODIN`. Lee et al. also
-    combine several layers with a logistic regression trained on OOD
-    validation data; that ensemble is not part of this detector (a list
-    of layers here means one Gaussian on their concatenated features).
+    :math:`\sigma` is ``norm_std``, and integer inputs are refused, as in
+    :class:`ODIN`. Lee et al. also combine several layers with a logistic
+    regression trained on OOD validation data; that ensemble is not part of
+    this detector (a list of layers here means one Gaussian on their
+    concatenated features).
 
     pytorch-ood 0.4.0's ``MahalanobisODIN`` takes the same step but inverts
     the undivided scatter :math:`N\Sigma + 10^{-6} I` and returns half the
@@ -221,7 +233,8 @@ class MahalanobisPreprocessed(BaseTorchModelDetector):
     Parameters
     ----------
     model : torch.nn.Module
-        Trained model. It is shared, never copied or modified.
+        Trained model. It is shared, never copied, and never modified apart
+        from its placement on ``device``.
     layer : str or list of str, default="penultimate"
         Features :math:`h(x)`, as in
         :class:`~sklearn_ood.torch.TorchFeatureTransformer` (e.g.
@@ -230,11 +243,13 @@ class MahalanobisPreprocessed(BaseTorchModelDetector):
     epsilon : float >= 0, default=0.0014
         Step size :math:`\varepsilon` (in the raw input scale when
         ``norm_std`` is given).
-    covariance : {"empirical", "ledoit_wolf", "oas"}, default="empirical"
-        Covariance estimator of the :class:`~sklearn_ood.detectors.Mahalanobis`
-        fit.
-    reg : float >= 0, default=0.0
-        Ridge added to the covariance's diagonal.
+    covariance_estimator : {"empirical", "ledoit_wolf", "oas"}, \
+            default="empirical"
+        How the covariance is estimated, as in
+        :class:`~sklearn_ood.detectors.Mahalanobis`.
+    reg_covar : float >= 0, default=0.0
+        Regularisation added to the diagonal of the covariance, as in
+        :class:`~sklearn_ood.detectors.Mahalanobis`.
     norm_std : array-like of shape (n_channels,), default=None
         Per-channel standard deviations :math:`\sigma` of the input
         normalisation (see :class:`ODIN`).
@@ -245,7 +260,12 @@ class MahalanobisPreprocessed(BaseTorchModelDetector):
     batch_size : int, default=128
         Samples per forward/backward pass.
     device : "auto", str, torch.device or None, default="auto"
-        Where the model runs (see :class:`ODIN`).
+        Where the model runs: ``"auto"`` is CUDA when available, else the
+        CPU; or e.g. ``"cpu"``, ``"cuda:1"``, a ``torch.device``. The model
+        is moved there in place (``model.to(device)``, as ``nn.Module.to``
+        does) and stays there; its weights, ``.grad`` and ``training`` flags
+        are left as they were. ``None`` leaves the model where it is and
+        sends the inputs to the device of its first parameter.
     contamination : float in (0, 0.5], default=0.05
         Fraction of the ID fit samples rejected by ``predict``.
 
@@ -265,6 +285,12 @@ class MahalanobisPreprocessed(BaseTorchModelDetector):
         ``decision_function = score_samples - offset_``.
     n_features_in_ : int
         Number of features, only for 2-D (tabular) input.
+
+    See Also
+    --------
+    sklearn_ood.detectors.Mahalanobis : The same score without the input step.
+    ODIN : The input step for the max softmax.
+    TorchFeatureTransformer : The layer features, for any detector.
 
     Examples
     --------
@@ -291,15 +317,15 @@ class MahalanobisPreprocessed(BaseTorchModelDetector):
     True
     """
 
-    _float_inputs = True
+    _input_gradients = True
     _parameter_constraints = {
         **BaseTorchModelDetector._parameter_constraints,
         "layer": [str, list, tuple],
         "epsilon": [_NON_NEGATIVE],
-        "covariance": [StrOptions(COVARIANCE_OPTIONS)],
-        "reg": [_NON_NEGATIVE],
+        "covariance_estimator": [StrOptions(COVARIANCE_OPTIONS)],
+        "reg_covar": [_NON_NEGATIVE],
         "norm_std": ["array-like", None],
-        "pooling": [StrOptions(set(_POOLINGS)), callable],
+        "pooling": [StrOptions(set(POOLINGS)), callable],
     }
 
     def __init__(
@@ -308,8 +334,8 @@ class MahalanobisPreprocessed(BaseTorchModelDetector):
         layer=PENULTIMATE,
         epsilon=0.0014,
         *,
-        covariance="empirical",
-        reg=0.0,
+        covariance_estimator="empirical",
+        reg_covar=0.0,
         norm_std=None,
         pooling="avg",
         batch_size=128,
@@ -320,8 +346,8 @@ class MahalanobisPreprocessed(BaseTorchModelDetector):
         self.model = model
         self.layer = layer
         self.epsilon = epsilon
-        self.covariance = covariance
-        self.reg = reg
+        self.covariance_estimator = covariance_estimator
+        self.reg_covar = reg_covar
         self.norm_std = norm_std
         self.pooling = pooling
         self.batch_size = batch_size
@@ -337,12 +363,13 @@ class MahalanobisPreprocessed(BaseTorchModelDetector):
             pooling=self.pooling,
             batch_size=self.batch_size,
             device=self.device,
-            progress=False,
         )
         features = transformer.fit_transform(inputs.data)
         self.feature_transformer_ = transformer
         self.mahalanobis_ = Mahalanobis(
-            covariance=self.covariance, reg=self.reg, contamination=self.contamination
+            covariance_estimator=self.covariance_estimator,
+            reg_covar=self.reg_covar,
+            contamination=None,  # the threshold is ours, on the perturbed scores
         ).fit(features, y)
         self.classes_ = self.mahalanobis_.classes_
         # The fitted Gaussian in torch, for the gradient: whitened rows
@@ -387,3 +414,42 @@ class MahalanobisPreprocessed(BaseTorchModelDetector):
             yield transformer.transform(
                 _perturb(xb, grad, self.epsilon, self.norm_std_)
             )
+
+
+# --------------------------------------------------------------- gradients
+def _input_gradient(loss_fn, xb):
+    """``d loss_fn(x) / dx`` at ``xb``, leaving no ``.grad`` on any tensor.
+
+    Works inside ``torch.no_grad`` or ``torch.inference_mode`` too. The loss
+    is a sum of per-sample terms, so the gradient is per sample as long as
+    the model treats samples independently (true in eval mode).
+    """
+    with torch.inference_mode(False), torch.enable_grad():
+        x = xb.detach().clone().requires_grad_(True)
+        (grad,) = torch.autograd.grad(loss_fn(x), x)
+    return grad
+
+
+def _perturb(xb, grad, epsilon, norm_std):
+    """``x - epsilon * sign(grad) / std`` (``std`` per channel, dim 1)."""
+    step = grad.sign()
+    if norm_std is not None:
+        std = torch.as_tensor(norm_std, dtype=step.dtype, device=step.device)
+        step = step / std.view(1, -1, *([1] * (step.ndim - 2)))
+    return (xb - epsilon * step).detach()
+
+
+def _check_norm_std(norm_std, sample_shape):
+    """``norm_std`` as a float64 array with one positive std per channel."""
+    if norm_std is None:
+        return None
+    std = np.asarray(norm_std, dtype=np.float64).reshape(-1)
+    if not np.all(np.isfinite(std)) or np.any(std <= 0):
+        raise ValueError(f"norm_std must hold positive finite stds; got {norm_std}.")
+    if std.size != sample_shape[0]:
+        raise ValueError(
+            f"norm_std has {std.size} value(s), but the inputs have "
+            f"{sample_shape[0]} channel(s) (dimension 1 of X, shape "
+            f"{(None, *sample_shape)})."
+        )
+    return std

@@ -9,7 +9,9 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from torch.nn.modules.dropout import _DropoutNd
 
-from sklearn_ood.torch._base import BaseTorchModelDetector, _check_logits
+from sklearn_ood.torch._base import BaseTorchModelDetector
+from sklearn_ood.torch._inputs import _call_model
+from sklearn_ood.torch._utils import _check_logits
 
 __all__ = ["MCDropout"]
 
@@ -65,7 +67,8 @@ class MCDropout(BaseTorchModelDetector):
     ----------
     model : torch.nn.Module
         Trained classifier returning logits, with at least one dropout
-        module with ``p > 0``. It is shared, never copied or modified.
+        module with ``p > 0``. It is shared, never copied, and never
+        modified apart from its placement on ``device``.
     n_samples : int >= 1, default=30
         Number :math:`S` of stochastic forward passes (at least 2 for
         ``mode="var"``).
@@ -78,7 +81,11 @@ class MCDropout(BaseTorchModelDetector):
         Samples per forward pass.
     device : "auto", str, torch.device or None, default="auto"
         Where the model runs: ``"auto"`` is CUDA when available, else the
-        CPU. The model is moved there in place.
+        CPU; or e.g. ``"cpu"``, ``"cuda:1"``, a ``torch.device``. The model
+        is moved there in place (``model.to(device)``, as ``nn.Module.to``
+        does) and stays there; its weights, ``.grad`` and ``training`` flags
+        are left as they were. ``None`` leaves the model where it is and
+        sends the inputs to the device of its first parameter.
     contamination : float in (0, 0.5], default=0.05
         Fraction of the ID fit samples rejected by ``predict``.
 
@@ -92,6 +99,11 @@ class MCDropout(BaseTorchModelDetector):
         ``decision_function = score_samples - offset_``.
     n_features_in_ : int
         Number of features, only for 2-D (tabular) input.
+
+    See Also
+    --------
+    sklearn_ood.detectors.MaxSoftmax : One deterministic forward pass.
+    ODIN : Max softmax after an input step.
 
     Examples
     --------
@@ -175,7 +187,7 @@ class MCDropout(BaseTorchModelDetector):
                 mean, m2 = None, None
                 # Welford's running mean and sum of squared deviations, float64.
                 for s in range(1, self.n_samples + 1):
-                    logits = _check_logits(model(xb), len(xb))
+                    logits = _check_logits(_call_model(model, xb), len(xb))
                     p = torch.softmax(logits.to(torch.float64), dim=1)
                     if mean is None:
                         mean, m2 = p, torch.zeros_like(p)

@@ -34,6 +34,10 @@ class DigitsCNN(nn.Module):
         Dropout probability before the head (active in training mode only;
         Monte-Carlo dropout methods need it > 0).
 
+    See Also
+    --------
+    TorchFeatureTransformer : Its logits or layer features, for a detector.
+
     Examples
     --------
     >>> import torch

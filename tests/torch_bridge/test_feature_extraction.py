@@ -34,7 +34,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from sklearn_ood.detectors import Energy
 from sklearn_ood.metrics import auroc, ood_scorer
-from sklearn_ood.torch import DigitsCNN, TorchFeatureTransformer, _feature_extraction
+from sklearn_ood.torch import DigitsCNN, TorchFeatureTransformer
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
@@ -427,22 +427,24 @@ def test_tags():
 def test_passes_scikit_learn_estimator_checks_on_tabular_input():
     # A parameter-free model accepts any width, as the checks require.
     check_estimator(
-        TorchFeatureTransformer(RowStats(), progress=False),
+        TorchFeatureTransformer(RowStats()),
         expected_failed_checks={
             "check_estimators_dtypes": "integer inputs reach the model as they "
-            "are (token ids), and RowStats cannot average integers"
+            "are (token ids), and RowStats cannot average integers: a ValueError "
+            "says to convert them"
         },
     )
 
 
-def test_progress_bar(monkeypatch, capsys):
-    monkeypatch.setattr(_feature_extraction, "_PROGRESS_DELAY", 0)
+def test_verbose_shows_a_progress_bar(capsys):
     model, X = _cnn(), _images(n=6)
+    assert TorchFeatureTransformer(model).verbose == 0  # silent by default
     TorchFeatureTransformer(model, batch_size=2).fit(X).transform(X)
-    assert "features" in capsys.readouterr().err
-    TorchFeatureTransformer(model, batch_size=2, progress=False).fit(X).transform(X)
-    TorchFeatureTransformer(model).fit(X).transform(X)  # one batch: no bar
     assert capsys.readouterr().err == ""
+    TorchFeatureTransformer(model, batch_size=2, verbose=1).fit(X).transform(X)
+    assert "features" in capsys.readouterr().err
+    with pytest.raises(InvalidParameterError, match="verbose"):
+        TorchFeatureTransformer(model, verbose="yes").fit(X)
 
 
 # ------------------------------------------------------------------ errors

@@ -172,7 +172,7 @@ def test_mahalanobis_preprocessed_matches_manual_autograd():
     y = np.repeat([0, 1], 20)
     std, epsilon, reg = [0.5, 0.25], 0.02, 1e-2  # reg: some ReLUs are dead
     det = MahalanobisPreprocessed(
-        model, epsilon=epsilon, reg=reg, norm_std=std, batch_size=7, device=CPU
+        model, epsilon=epsilon, reg_covar=reg, norm_std=std, batch_size=7, device=CPU
     ).fit(X, y)
     X_test = _images(n=9, seed=1, channels=2)
 
@@ -351,7 +351,7 @@ def test_gradnorm_matches_per_sample_autograd(temperature):
     np.testing.assert_allclose(det.score_samples(X), closed, rtol=1e-10)
 
     wrapped = _ScaledOutput(model)
-    det = GradNorm(wrapped, temperature, head="model.fc", device=CPU).fit(X)
+    det = GradNorm(wrapped, temperature, layer="model.fc", device=CPU).fit(X)
     expected = _gradnorm_reference(wrapped, model.fc, X, temperature)
     np.testing.assert_allclose(det.score_samples(X), expected, rtol=1e-10)
 
@@ -366,14 +366,17 @@ def test_gradnorm_agrees_with_pytorch_ood():
     np.testing.assert_allclose(ours, -theirs.numpy(), rtol=1e-10)
 
 
-def test_gradnorm_head_errors():
+def test_gradnorm_layer_errors():
     X = _images()
     with pytest.raises(ValueError, match="has no nn.Linear"):
         GradNorm(NoLinear(), device=CPU).fit(X)
     with pytest.raises(ValueError, match="is not an nn.Linear"):
-        GradNorm(_cnn64(), head="block1", device=CPU).fit(X)
+        GradNorm(_cnn64(), layer="block1", device=CPU).fit(X)
     with pytest.raises(ValueError, match="Did you mean 'fc'"):
-        GradNorm(_cnn64(), head="fcc", device=CPU).fit(X)
+        GradNorm(_cnn64(), layer="fcc", device=CPU).fit(X)
+    # `layer` names a submodule, as TorchFeatureTransformer's layer does.
+    assert GradNorm(_cnn64(), device=CPU).fit(X).layer_ == "fc"
+    assert "head" not in GradNorm(_cnn64()).get_params()
 
 
 def test_gradnorm_ranks_digits_above_other_digits(digits_cnn):
@@ -517,7 +520,7 @@ def _detectors(model):
     return [
         ODIN(model, 10.0, 0.01, batch_size=8, device=CPU),
         MahalanobisPreprocessed(
-            model, epsilon=0.01, reg=1e-3, batch_size=8, device=CPU
+            model, epsilon=0.01, reg_covar=1e-3, batch_size=8, device=CPU
         ),
         MCDropout(model, n_samples=3, random_state=0, batch_size=8, device=CPU),
         GradNorm(model, batch_size=8, device=CPU),
