@@ -13,6 +13,9 @@ import copy
 import numpy as np
 import torch
 from _torch_helpers import MLP, NoLinear
+from hypothesis import assume, given
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import GridSearchCV, StratifiedKFold
@@ -675,3 +678,38 @@ def test_cuda_matches_cpu(index):
     else:
         np.testing.assert_allclose(scores, expected, rtol=1e-3, atol=1e-5)
     model.cpu()
+
+
+# ------------------------------------------------------------- monotonicity
+@given(
+    data=arrays(
+        np.float64,
+        (5, 6),
+        elements=st.floats(-3, 3, allow_subnormal=False),
+    ),
+    log_temperature=st.floats(-1, 3),
+)
+def test_odin_small_step_never_lowers_the_max_softmax(data, log_temperature):
+    """A linear classifier: log S_c(x) = (w_c x + b_c) / T - logsumexp is
+    concave with Hessian norm at most max ||w_k||^2 / T^2, so a step of
+    epsilon * sign(gradient) raises it by at least epsilon * ||g||_1 -
+    epsilon^2 * n * max ||w_k||^2 / (2 T^2). With epsilon below that bound,
+    ODIN's score (the max softmax at T of the stepped input) never falls."""
+    temperature = 10.0**log_temperature
+    W, b, x = data[:3], data[3, :3], data[4][None]  # one input of 6 features
+    model = nn.Linear(6, 3).double()
+    with torch.no_grad():
+        model.weight.copy_(torch.as_tensor(W))
+        model.bias.copy_(torch.as_tensor(b))
+    logits = (x @ W.T + b)[0] / temperature
+    p = np.exp(logits - logits.max())
+    p /= p.sum()
+    c = np.argmax(logits)
+    gradient = (W[c] - p @ W) / temperature
+    curvature = 6 * np.max(np.sum(W**2, axis=1)) / temperature**2
+    g1 = np.abs(gradient).sum()
+    assume(g1 > 1e-6)
+    epsilon = min(1e-3, g1 / max(curvature, 1e-12))
+    base = ODIN(model, temperature, 0.0, device=CPU).fit(x).score_samples(x)
+    stepped = ODIN(model, temperature, epsilon, device=CPU).fit(x).score_samples(x)
+    assert stepped[0] >= base[0] * (1 - 1e-12)
