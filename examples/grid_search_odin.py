@@ -4,9 +4,9 @@ ODIN runs the model itself (a backward pass for the input perturbation), so
 it takes images, not features: ``GridSearchCV(ODIN(model), ...)`` works like
 any scikit-learn search. The model is shared between the candidates, never
 copied. The validation set mixes in-distribution images (their class label)
-and OOD images (label -1): ``fit`` ignores the OOD rows, the ``fpr95``
-scorer uses both. The folds are stratified and shuffled so that every test
-fold holds ID and OOD rows.
+and OOD images (label -1): ``fit`` ignores the OOD rows, the ``neg_fpr95``
+scorer (minus the FPR at 95 % TPR) uses both. The folds are stratified and
+shuffled so that every test fold holds ID and OOD rows.
 
 Detectors that only read a layer's features are cheaper to tune: extract
 the features once with ``TorchFeatureTransformer`` and search the detector
@@ -78,7 +78,7 @@ def main():
     search = GridSearchCV(
         ODIN(model),
         {"temperature": [1, 10, 100, 1000], "epsilon": [0, 0.0007, 0.0014]},
-        scoring=ood_scorer("fpr95"),
+        scoring=ood_scorer("neg_fpr95"),
         cv=cv,
     ).fit(X_tune, y_tune)
     print("ODIN best parameters:", search.best_params_)
@@ -97,8 +97,11 @@ def main():
     features = TorchFeatureTransformer(model, layer="penultimate").fit(X_train)
     search = GridSearchCV(
         Mahalanobis(),
-        {"covariance": ["empirical", "ledoit_wolf"], "reg": [0.0, 1e-3, 1e-1]},
-        scoring=ood_scorer("fpr95"),
+        {
+            "covariance_estimator": ["empirical", "ledoit_wolf"],
+            "reg_covar": [0.0, 1e-3, 1e-1],
+        },
+        scoring=ood_scorer("neg_fpr95"),
         cv=cv,
     ).fit(features.transform(X_tune), y_tune)
     print("Mahalanobis best parameters:", search.best_params_)

@@ -9,9 +9,10 @@ Higher is better: :func:`auroc`, :func:`aupr_in`, :func:`aupr_out`.
 Lower is better: :func:`fpr_at_tpr` (FPR95), :func:`detection_error`.
 :func:`ood_report` computes all of them; :func:`ood_scorer` turns any of
 them into a scorer for ``GridSearchCV`` / ``cross_validate`` (lower-is-better
-metrics negated). Cross-validate mixed ID/OOD data with
-``StratifiedKFold(n_splits, shuffle=True)`` so that every fold holds OOD
-samples.
+metrics negated and named ``neg_...``, as scikit-learn's ``neg_log_loss``:
+``"neg_fpr95"``, ``"neg_fpr_at_tpr"``, ``"neg_detection_error"``).
+Cross-validate mixed ID/OOD data with ``StratifiedKFold(n_splits,
+shuffle=True)`` so that every fold holds OOD samples.
 """
 
 from sklearn_ood.metrics._ranking import (

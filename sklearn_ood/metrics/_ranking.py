@@ -9,12 +9,7 @@ returned by ``score_samples``).
 from numbers import Real
 
 import numpy as np
-from sklearn.metrics import (
-    auc,
-    average_precision_score,
-    precision_recall_curve,
-    roc_auc_score,
-)
+from sklearn.metrics import auc
 
 from sklearn_ood._labels import check_ood_labels
 
@@ -33,6 +28,11 @@ _CV_HINT = (
     "StratifiedKFold(n_splits, shuffle=True) so that every test fold holds both: "
     "for a detector an integer cv means an un-shuffled KFold, which gives folds "
     "with only ID or only OOD rows when the OOD rows are appended at the end."
+)
+
+_TEXT_HINT = (
+    " Scores given as text are not read as numbers; convert them first, e.g. "
+    "np.asarray(scores, dtype=float)."
 )
 
 _AUPR_METHODS = ("average_precision", "trapezoid")
@@ -75,13 +75,23 @@ def _check_ood_targets(y_true, scores):
 
     if s.dtype.kind == "c":
         raise ValueError("scores must be real numbers, got complex values.")
-    if s.dtype.kind not in "biuf":
-        try:
-            s = s.astype(np.float64)
-        except (TypeError, ValueError):
-            raise ValueError(
-                f"scores must be real numbers, got an array of dtype {s.dtype}."
-            ) from None
+    if s.dtype.kind == "O":
+        # an object array passes only when it holds numbers, never text:
+        # "0.5" converts to float but is not a score
+        for value in s:
+            if not isinstance(value, Real):
+                hint = _TEXT_HINT if isinstance(value, (str, bytes)) else ""
+                raise ValueError(
+                    "scores must be real numbers (a numeric array, one score per "
+                    "sample); got an object array holding the "
+                    f"{type(value).__name__} {value!r}.{hint}"
+                )
+    elif s.dtype.kind not in "biuf":
+        hint = _TEXT_HINT if s.dtype.kind in "US" else ""
+        raise ValueError(
+            "scores must be real numbers (a numeric array, one score per sample); "
+            f"got an array of dtype {s.dtype}.{hint}"
+        )
     s = s.astype(np.float64, copy=False)
     finite = np.isfinite(s)
     if not finite.all():
@@ -127,33 +137,102 @@ def _check_option(name, value, options):
 # --------------------------------------------------------------------------
 
 
-def _accept_counts(is_pos, values):
-    """Count samples with ``values >= t`` for each distinct value ``t``.
+def _tied_counts(is_id, scores):
+    """Class counts at or below every distinct score.
+
+    Every metric of this module is a function of these counts (the one
+    sorting step), so :func:`ood_report` computes them once and derives all
+    its entries from them.
 
     Parameters
     ----------
-    is_pos : ndarray of bool
-        Positive-class mask.
-    values : ndarray of float64
-        Ranking values, higher = more positive.
+    is_id : ndarray of shape (n_samples,), dtype bool
+        ID mask, with both classes present.
+    scores : ndarray of shape (n_samples,), dtype float64
+        Finite scores.
+
+    Returns
+    -------
+    id_le, ood_le : ndarray of shape (n_distinct,), dtype int64
+        For the distinct scores ``v_1 < v_2 < ... < v_m`` (``-0.0 == 0.0``),
+        the number of ID / OOD samples scoring ``<= v_j``; the last entries
+        are the class totals.
+    """
+    n_samples = scores.shape[0]
+    # A value sort and a sort of the smaller class's scores, located among
+    # the distinct values, give the class counts of every run of ties; an
+    # argsort would give them directly, but is about ten times slower than a
+    # value sort on large arrays (random access).
+    ordered = np.sort(scores)
+    last = np.flatnonzero(ordered[1:] != ordered[:-1])  # last index of a run
+    last = np.append(last, n_samples - 1)
+    n_id = int(np.count_nonzero(is_id))
+    id_is_minority = 2 * n_id <= n_samples
+    minority = np.sort(scores[is_id if id_is_minority else ~is_id])
+    # each minority score equals exactly one distinct value: its run
+    run = np.searchsorted(ordered[last], minority, side="left")
+    minority_le = np.cumsum(np.bincount(run, minlength=last.shape[0]), dtype=np.int64)
+    majority_le = last + 1 - minority_le
+    if id_is_minority:
+        return minority_le, majority_le
+    return majority_le, minority_le
+
+
+def _accept_counts(counts, positive):
+    """Positive and negative samples accepted at each threshold, decreasing.
+
+    Parameters
+    ----------
+    counts : tuple of ndarray
+        ``(id_le, ood_le)`` from :func:`_tied_counts`.
+    positive : {"id", "ood"}
+        ``"id"``: a sample is accepted when ``score >= t``; ``"ood"``: when
+        ``-score >= t`` (outlier score ``-score``).
 
     Returns
     -------
     tps, fps : ndarray of int64
-        For the distinct values ``t_1 > t_2 > ... > t_m`` (in that order),
-        ``tps[j]`` / ``fps[j]`` count the positive / negative samples with
-        ``values >= t_j``. Ties enter together; ``tps[-1]`` and ``fps[-1]``
-        are the class totals.
+        For the distinct thresholds ``t_1 > t_2 > ... > t_m`` (in that
+        order), ``tps[j]`` / ``fps[j]`` count the positive / negative samples
+        accepted at ``t_j``. Ties enter together; ``tps[-1]`` and ``fps[-1]``
+        are the class totals. These are the counts of scikit-learn's
+        ``confusion_matrix_at_thresholds`` (as integers).
     """
-    order = np.argsort(values, kind="stable")[::-1]
-    v = values[order]
-    # index of the last sample of every group of equal values (descending);
-    # -0.0 == 0.0, so they form one group
-    last = np.flatnonzero(v[1:] != v[:-1])
-    last = np.append(last, v.shape[0] - 1)
-    tps = np.cumsum(is_pos[order], dtype=np.int64)[last]
-    fps = last + 1 - tps
-    return tps, fps
+    id_le, ood_le = counts
+    if positive == "ood":
+        # -score >= t walks the distinct scores upwards
+        return ood_le, id_le
+    # score >= t walks them downwards: count everything not below v_j
+    tps = id_le[-1] - np.concatenate(([0], id_le[:-1]))
+    fps = ood_le[-1] - np.concatenate(([0], ood_le[:-1]))
+    return tps[::-1], fps[::-1]
+
+
+def _auroc_counts(tps, fps):
+    """AUROC as :func:`sklearn.metrics.roc_auc_score` computes it."""
+    # roc_curve's drop_intermediate=True: keep the ends of collinear runs
+    # (the trapezoidal sum, and so its last bit, depends on the points kept)
+    if tps.shape[0] > 2:
+        keep = np.flatnonzero(
+            np.concatenate(
+                ([True], np.logical_or(np.diff(fps, 2), np.diff(tps, 2)), [True])
+            )
+        )
+        tps, fps = tps[keep], fps[keep]
+    tps = np.concatenate(([0], tps))
+    fps = np.concatenate(([0], fps))
+    return auc(fps / fps[-1], tps / tps[-1])
+
+
+def _aupr_counts(tps, fps, method):
+    """AUPR as ``average_precision_score`` or ``auc`` of the PR curve gives it."""
+    # precision_recall_curve: points in order of increasing threshold, then
+    # the end point (recall 0, precision 1); tps + fps >= 1 at every point
+    precision = np.concatenate(((tps / (tps + fps))[::-1], [1.0]))
+    recall = np.concatenate(((tps / tps[-1])[::-1], [0.0]))
+    if method == "trapezoid":
+        return auc(recall, precision)
+    return float(max(0.0, -np.sum(np.diff(recall) * precision[:-1])))
 
 
 def _fpr_at_tpr_counts(tps, fps, tpr):
@@ -162,6 +241,17 @@ def _fpr_at_tpr_counts(tps, fps, tpr):
     # tpr_curve is non-decreasing and ends at exactly 1.0 >= tpr
     j = int(np.searchsorted(tpr_curve, tpr, side="left"))
     return float(fps[j] / fps[-1])
+
+
+def _detection_error_counts(tps, fps):
+    # accept none: TPR = FPR = 0 -> error 0.5; the last point accepts all
+    err = 0.5 * ((tps[-1] - tps) / tps[-1] + fps / fps[-1])
+    return float(min(0.5, err.min()))
+
+
+def _counts(y_true, scores):
+    """Validate the inputs and return their :func:`_tied_counts`."""
+    return _tied_counts(*_check_ood_targets(y_true, scores))
 
 
 # --------------------------------------------------------------------------
@@ -181,8 +271,9 @@ def auroc(y_true, scores):
         \sum_{i \in \mathrm{ID}} \sum_{j \in \mathrm{OOD}}
         \left( [s_i > s_j] + \tfrac{1}{2} [s_i = s_j] \right).
 
-    Computed by :func:`sklearn.metrics.roc_auc_score` on ``(y_true >= 0,
-    scores)``, so the value is bit-for-bit the one scikit-learn gives. AUROC
+    Computed as :func:`sklearn.metrics.roc_auc_score` computes it on
+    ``(y_true >= 0, scores)`` (the trapezoidal area under the same ROC
+    points), so the value is bit-for-bit the one scikit-learn gives. AUROC
     does not depend on which class is called positive as long as the scores
     are ranked consistently: OOD-positive conventions with outlier scores
     ``-scores`` (OpenOOD, pytorch-ood) give the same number, up to rounding
@@ -228,16 +319,7 @@ def auroc(y_true, scores):
     >>> round(auroc(y_true, scores), 4)  # 5 of 6 ID/OOD pairs ranked right
     0.8333
     """
-    is_id, s = _check_ood_targets(y_true, scores)
-    return float(roc_auc_score(is_id, s))
-
-
-def _aupr(is_pos, values, method):
-    method = _check_option("method", method, _AUPR_METHODS)
-    if method == "average_precision":
-        return float(average_precision_score(is_pos, values))
-    precision, recall, _ = precision_recall_curve(is_pos, values)
-    return float(auc(recall, precision))
+    return _auroc_counts(*_accept_counts(_counts(y_true, scores), "id"))
 
 
 def aupr_in(y_true, scores, *, method="average_precision"):
@@ -300,6 +382,11 @@ def aupr_in(y_true, scores, *, method="average_precision"):
 
     The two can differ noticeably on small or heavily tied data.
 
+    AUPR-In never decreases when an OOD sample's score is lowered, but
+    raising an ID sample's score can lower it when that creates a tie: with
+    ID scores 0, 0 and an OOD score 1, average precision is 2/3; raising one
+    ID score to 1 gives 7/12.
+
     References
     ----------
     .. [1] D. Hendrycks and K. Gimpel, "A Baseline for Detecting Misclassified
@@ -321,8 +408,9 @@ def aupr_in(y_true, scores, *, method="average_precision"):
     >>> round(aupr_in(y_true, scores, method="trapezoid"), 4)
     0.9028
     """
-    is_id, s = _check_ood_targets(y_true, scores)
-    return _aupr(is_id, s, method)
+    method = _check_option("method", method, _AUPR_METHODS)
+    counts = _counts(y_true, scores)
+    return _aupr_counts(*_accept_counts(counts, "id"), method)
 
 
 def aupr_out(y_true, scores, *, method="average_precision"):
@@ -385,6 +473,11 @@ def aupr_out(y_true, scores, *, method="average_precision"):
 
     The two can differ noticeably on small or heavily tied data.
 
+    AUPR-Out never decreases when an ID sample's score is raised, but
+    lowering an OOD sample's score can lower it when that creates a tie: with
+    OOD scores 0, 0 and an ID score -1, average precision is 2/3; lowering
+    one OOD score to -1 gives 7/12.
+
     References
     ----------
     .. [1] D. Hendrycks and K. Gimpel, "A Baseline for Detecting Misclassified
@@ -404,8 +497,9 @@ def aupr_out(y_true, scores, *, method="average_precision"):
     >>> round(aupr_out(y_true, scores), 4)
     0.8333
     """
-    is_id, s = _check_ood_targets(y_true, scores)
-    return _aupr(~is_id, -s, method)
+    method = _check_option("method", method, _AUPR_METHODS)
+    counts = _counts(y_true, scores)
+    return _aupr_counts(*_accept_counts(counts, "ood"), method)
 
 
 def fpr_at_tpr(y_true, scores, tpr=0.95, *, positive="id"):
@@ -511,20 +605,10 @@ def fpr_at_tpr(y_true, scores, tpr=0.95, *, positive="id"):
     >>> fpr_at_tpr(y_true, scores, tpr=0.75, positive="ood")
     0.25
     """
-    is_id, s = _check_ood_targets(y_true, scores)
     tpr = _check_tpr(tpr)
     positive = _check_option("positive", positive, _POSITIVE)
-    if positive == "id":
-        tps, fps = _accept_counts(is_id, s)
-    else:
-        tps, fps = _accept_counts(~is_id, -s)
-    return _fpr_at_tpr_counts(tps, fps, tpr)
-
-
-def _detection_error_counts(tps, fps):
-    # accept none: TPR = FPR = 0 -> error 0.5; the last point accepts all
-    err = 0.5 * ((tps[-1] - tps) / tps[-1] + fps / fps[-1])
-    return float(min(0.5, err.min()))
+    counts = _counts(y_true, scores)
+    return _fpr_at_tpr_counts(*_accept_counts(counts, positive), tpr)
 
 
 def detection_error(y_true, scores):
@@ -586,8 +670,7 @@ def detection_error(y_true, scores):
     >>> detection_error(y_true, scores)
     0.25
     """
-    is_id, s = _check_ood_targets(y_true, scores)
-    return _detection_error_counts(*_accept_counts(is_id, s))
+    return _detection_error_counts(*_accept_counts(_counts(y_true, scores), "id"))
 
 
 def _fpr_key(tpr):
@@ -642,19 +725,17 @@ def ood_report(
     >>> report["auroc"], report["fpr95"], report["detection_error"]
     (0.75, 0.75, 0.25)
     """
-    is_id, s = _check_ood_targets(y_true, scores)
     tpr = _check_tpr(tpr)
     positive = _check_option("positive", positive, _POSITIVE)
     aupr_method = _check_option("aupr_method", aupr_method, _AUPR_METHODS)
-    id_counts = _accept_counts(is_id, s)
-    if positive == "id":
-        fpr = _fpr_at_tpr_counts(*id_counts, tpr)
-    else:
-        fpr = _fpr_at_tpr_counts(*_accept_counts(~is_id, -s), tpr)
+    counts = _counts(y_true, scores)  # the one sort, shared by every entry
+    id_curve = _accept_counts(counts, "id")
+    ood_curve = _accept_counts(counts, "ood")
+    fpr_curve = id_curve if positive == "id" else ood_curve
     return {
-        "auroc": float(roc_auc_score(is_id, s)),
-        "aupr_in": _aupr(is_id, s, aupr_method),
-        "aupr_out": _aupr(~is_id, -s, aupr_method),
-        _fpr_key(tpr): fpr,
-        "detection_error": _detection_error_counts(*id_counts),
+        "auroc": _auroc_counts(*id_curve),
+        "aupr_in": _aupr_counts(*id_curve, aupr_method),
+        "aupr_out": _aupr_counts(*ood_curve, aupr_method),
+        _fpr_key(tpr): _fpr_at_tpr_counts(*fpr_curve, tpr),
+        "detection_error": _detection_error_counts(*id_curve),
     }

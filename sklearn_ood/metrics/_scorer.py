@@ -23,19 +23,26 @@ def _check_positive(value):
     return _check_option("positive", value, _POSITIVE)
 
 
-# name -> (metric, fixed kwargs, greater_is_better, {allowed kwarg: validator})
+# name -> (metric, fixed kwargs, greater_is_better, {allowed kwarg: validator});
+# as in scikit-learn, a lower-is-better metric is negated and named "neg_..."
 _SCORERS = {
     "auroc": (auroc, {}, True, {}),
     "aupr_in": (aupr_in, {}, True, {"method": _check_method}),
     "aupr_out": (aupr_out, {}, True, {"method": _check_method}),
-    "fpr95": (fpr_at_tpr, {"tpr": 0.95}, False, {"positive": _check_positive}),
-    "fpr_at_tpr": (
+    "neg_fpr95": (fpr_at_tpr, {"tpr": 0.95}, False, {"positive": _check_positive}),
+    "neg_fpr_at_tpr": (
         fpr_at_tpr,
         {},
         False,
         {"tpr": _check_tpr, "positive": _check_positive},
     ),
-    "detection_error": (detection_error, {}, False, {}),
+    "neg_detection_error": (detection_error, {}, False, {}),
+}
+# the names before the "neg_" prefix (unreleased, so no deprecation period)
+_RENAMED = {
+    "fpr95": "neg_fpr95",
+    "fpr_at_tpr": "neg_fpr_at_tpr",
+    "detection_error": "neg_detection_error",
 }
 
 
@@ -50,8 +57,9 @@ def get_ood_scorer_names():
     Examples
     --------
     >>> from sklearn_ood.metrics import get_ood_scorer_names
-    >>> get_ood_scorer_names()
-    ['aupr_in', 'aupr_out', 'auroc', 'detection_error', 'fpr95', 'fpr_at_tpr']
+    >>> get_ood_scorer_names()  # doctest: +NORMALIZE_WHITESPACE
+    ['aupr_in', 'aupr_out', 'auroc', 'neg_detection_error', 'neg_fpr95',
+     'neg_fpr_at_tpr']
     """
     return sorted(_SCORERS)
 
@@ -138,10 +146,12 @@ def ood_scorer(metric, *, greater_is_better=None, **kwargs):
     detectors), so it works for detectors and for pipelines ending in one.
     ``y`` holds the OOD labels: ``>= 0`` for ID, ``< 0`` for OOD samples.
 
-    Lower-is-better metrics (``"fpr95"``, ``"fpr_at_tpr"``,
-    ``"detection_error"``, or a callable with ``greater_is_better=False``)
-    are returned **negated**, so that a higher score is always better, as
-    scikit-learn's ``"neg_log_loss"``; e.g. an FPR95 of 0.2 is scored -0.2.
+    Lower-is-better metrics are returned **negated**, so that a higher score
+    is always better, and their names say so with a ``neg_`` prefix, as
+    scikit-learn's ``"neg_log_loss"``: ``"neg_fpr95"``, ``"neg_fpr_at_tpr"``
+    and ``"neg_detection_error"`` (and a callable with
+    ``greater_is_better=False``). An FPR95 of 0.2 is scored -0.2, so a
+    search's ``best_score_`` of -0.12 means an FPR of 12 % at 95 % TPR.
 
     Cross-validation over mixed ID/OOD data needs every test fold to hold
     both ID and OOD rows. Use ``cv=StratifiedKFold(n_splits, shuffle=True)``:
@@ -154,18 +164,19 @@ def ood_scorer(metric, *, greater_is_better=None, **kwargs):
     Parameters
     ----------
     metric : str or callable
-        One of ``"auroc"``, ``"aupr_in"``, ``"aupr_out"``, ``"fpr95"``
-        (:func:`fpr_at_tpr` with ``tpr=0.95``), ``"fpr_at_tpr"`` or
-        ``"detection_error"`` (see :func:`get_ood_scorer_names`), or a
-        callable ``metric(y_true, scores, **kwargs)`` returning a float.
+        One of ``"auroc"``, ``"aupr_in"``, ``"aupr_out"``, ``"neg_fpr95"``
+        (:func:`fpr_at_tpr` with ``tpr=0.95``, negated),
+        ``"neg_fpr_at_tpr"`` or ``"neg_detection_error"`` (see
+        :func:`get_ood_scorer_names`), or a callable
+        ``metric(y_true, scores, **kwargs)`` returning a float.
     greater_is_better : bool, default=None
         For a callable ``metric``: whether higher metric values are better
         (default True); if False the scorer negates the metric. For a named
         metric it is fixed; passing the other value raises ``ValueError``.
     **kwargs
         Keyword arguments of the metric: ``method`` for ``"aupr_in"`` and
-        ``"aupr_out"``; ``positive`` for ``"fpr95"``; ``tpr`` and
-        ``positive`` for ``"fpr_at_tpr"``; anything for a callable.
+        ``"aupr_out"``; ``positive`` for ``"neg_fpr95"``; ``tpr`` and
+        ``positive`` for ``"neg_fpr_at_tpr"``; anything for a callable.
 
     Returns
     -------
@@ -175,7 +186,9 @@ def ood_scorer(metric, *, greater_is_better=None, **kwargs):
     Raises
     ------
     ValueError
-        For an unknown metric name (the message lists the valid ones), a
+        For an unknown metric name (the message lists the valid ones; for
+        ``"fpr95"``, ``"fpr_at_tpr"`` and ``"detection_error"`` it names the
+        ``neg_`` scorer to use instead), a
         keyword argument the metric does not take, an invalid argument value
         or a conflicting ``greater_is_better``.
 
@@ -189,19 +202,22 @@ def ood_scorer(metric, *, greater_is_better=None, **kwargs):
     >>> from sklearn.ensemble import IsolationForest
     >>> from sklearn.model_selection import GridSearchCV, StratifiedKFold
     >>> from sklearn_ood.metrics import ood_scorer
-    >>> ood_scorer("fpr_at_tpr", tpr=0.9)
-    ood_scorer('fpr_at_tpr', tpr=0.9)
+    >>> ood_scorer("neg_fpr_at_tpr", tpr=0.9)
+    ood_scorer('neg_fpr_at_tpr', tpr=0.9)
     >>> rng = np.random.default_rng(0)
     >>> X = np.vstack([rng.normal(size=(60, 2)), rng.normal(6, 1, size=(30, 2))])
     >>> y = np.r_[np.zeros(60, dtype=int), -np.ones(30, dtype=int)]
     >>> search = GridSearchCV(
     ...     IsolationForest(random_state=0),
     ...     {"n_estimators": [10, 50]},
-    ...     scoring={"auroc": ood_scorer("auroc"), "fpr95": ood_scorer("fpr95")},
+    ...     scoring={
+    ...         "auroc": ood_scorer("auroc"),
+    ...         "neg_fpr95": ood_scorer("neg_fpr95"),
+    ...     },
     ...     refit="auroc",
     ...     cv=StratifiedKFold(3, shuffle=True, random_state=0),
     ... ).fit(X, y)
-    >>> bool(np.all(search.cv_results_["mean_test_fpr95"] <= 0))  # negated FPR
+    >>> bool(np.all(search.cv_results_["mean_test_neg_fpr95"] <= 0))  # -FPR95
     True
     """
     if callable(metric):
@@ -210,6 +226,14 @@ def ood_scorer(metric, *, greater_is_better=None, **kwargs):
         sign = 1 if greater_is_better else -1
         return _OODScorer(metric, sign, dict(kwargs))
 
+    if isinstance(metric, str) and metric in _RENAMED:
+        new = _RENAMED[metric]
+        raise ValueError(
+            f"The OOD scorer {metric!r} is now named {new!r}: it returns the "
+            "negated metric (higher is better), and scikit-learn names such "
+            f"scorers 'neg_...', as 'neg_log_loss'. Use ood_scorer({new!r}); "
+            f"the metric itself is {_SCORERS[new][0].__name__}()."
+        )
     if not isinstance(metric, str) or metric not in _SCORERS:
         valid = ", ".join(repr(name) for name in get_ood_scorer_names())
         raise ValueError(

@@ -20,6 +20,7 @@ from sklearn_ood.metrics import (
     fpr_at_tpr,
     ood_report,
 )
+from sklearn_ood.metrics._ranking import _fpr_key, _tied_counts
 
 TPRS = [0.01, 0.3, 0.5, 0.8, 0.9, 0.95, 0.99, 1.0]
 SEEDS = range(6)
@@ -333,6 +334,16 @@ def test_accepts_lists_float32_and_integral_float_labels():
         assert type(value) is float
 
 
+def test_object_arrays_of_numbers_are_accepted_as_scores():
+    y, s = _make_data(1)
+    expected = ood_report(y, s)
+    mixed = np.array([int(v) if v == int(v) else v for v in s], dtype=object)
+    assert ood_report(y, mixed) == expected
+    assert ood_report(y, s.astype(np.float32).astype(object)) == ood_report(
+        y, s.astype(np.float32)
+    )
+
+
 def test_ood_report_matches_individual_metrics():
     y, s = _make_data(3)
     report = ood_report(y, s)
@@ -349,6 +360,82 @@ def test_ood_report_matches_individual_metrics():
     assert report["aupr_in"] == aupr_in(y, s, method="trapezoid")
     assert report["aupr_out"] == aupr_out(y, s, method="trapezoid")
     assert "fpr99.5" in ood_report(y, s, tpr=0.995)
+
+
+def _individual_metrics(y, s, tpr, positive, aupr_method):
+    return {
+        "auroc": auroc(y, s),
+        "aupr_in": aupr_in(y, s, method=aupr_method),
+        "aupr_out": aupr_out(y, s, method=aupr_method),
+        _fpr_key(tpr): fpr_at_tpr(y, s, tpr, positive=positive),
+        "detection_error": detection_error(y, s),
+    }
+
+
+def _heavily_tied_data(seed):
+    """Few distinct scores, shared by ID and OOD rows; ID or OOD the majority."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(2, 300))
+    y = np.where(rng.random(n) < rng.uniform(0.05, 0.95), -1, 0)
+    y[:2] = [0, -1]  # both classes present
+    s = rng.integers(0, int(rng.integers(1, 6)), n) + 0.5 * (y >= 0)
+    s = np.round(s)  # 0.5 rounds to even: more ties across the classes
+    return y, s
+
+
+@pytest.mark.parametrize("seed", range(12))
+@pytest.mark.parametrize("positive", ["id", "ood"])
+@pytest.mark.parametrize("aupr_method", ["average_precision", "trapezoid"])
+def test_ood_report_equals_individual_metrics_exactly_on_ties(
+    seed, positive, aupr_method
+):
+    # ood_report sorts once and shares the counts; the public functions
+    # must give bit-for-bit the same numbers
+    y, s = _heavily_tied_data(seed)
+    for tpr in (0.5, 0.95, 1.0):
+        report = ood_report(y, s, tpr=tpr, positive=positive, aupr_method=aupr_method)
+        assert report == _individual_metrics(y, s, tpr, positive, aupr_method)
+        assert all(type(v) is float for v in report.values())
+
+
+@settings(deadline=None)
+@given(
+    id_ints=st.lists(st.integers(-3, 3), min_size=1, max_size=30),
+    ood_ints=st.lists(st.integers(-3, 3), min_size=1, max_size=30),
+    tpr=st.floats(0.01, 1.0),
+    positive=st.sampled_from(["id", "ood"]),
+    aupr_method=st.sampled_from(["average_precision", "trapezoid"]),
+)
+def test_ood_report_and_sklearn_agree_exactly_property(
+    id_ints, ood_ints, tpr, positive, aupr_method
+):
+    y = np.r_[np.zeros(len(id_ints), dtype=int), -np.ones(len(ood_ints), dtype=int)]
+    s = np.array(id_ints + ood_ints, dtype=np.float64) / 2.0
+    report = ood_report(y, s, tpr=tpr, positive=positive, aupr_method=aupr_method)
+    assert report == _individual_metrics(y, s, tpr, positive, aupr_method)
+    # scikit-learn's own computations, bit for bit
+    assert report["auroc"] == roc_auc_score(y >= 0, s)
+    if aupr_method == "average_precision":
+        assert report["aupr_in"] == average_precision_score(y >= 0, s)
+        assert report["aupr_out"] == average_precision_score(y < 0, -s)
+    else:
+        precision, recall, _ = precision_recall_curve(y >= 0, s)
+        assert report["aupr_in"] == auc(recall, precision)
+        precision, recall, _ = precision_recall_curve(y < 0, -s)
+        assert report["aupr_out"] == auc(recall, precision)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_tied_counts_match_an_argsort(seed):
+    # the shared helper (value sorts, no argsort) against the direct count
+    y, s = _heavily_tied_data(seed)
+    zeros = np.flatnonzero(s == 0)
+    s[zeros[::2]] = -0.0  # -0.0 and 0.0 are one score
+    for is_id in (y >= 0, y < 0):  # either class the smaller one
+        id_le, ood_le = _tied_counts(is_id, s)
+        values = np.unique(s)
+        assert id_le.tolist() == [np.count_nonzero(s[is_id] <= v) for v in values]
+        assert ood_le.tolist() == [np.count_nonzero(s[~is_id] <= v) for v in values]
 
 
 def test_large_input_runs_quickly():
@@ -396,6 +483,14 @@ def test_non_finite_scores_raise(metric, bad):
         (["a", "b"], [0.1, 0.2], "integer labels"),
         ([True, False], [0.1, 0.2], "boolean"),
         ([0, -1], ["x", "y"], "real numbers"),
+        ([0, -1], ["0.1", "0.2"], "real numbers.*text"),
+        ([0, -1], np.array(["0.1", "0.2"], dtype=object), "real numbers.*str"),
+        ([0, -1], np.array([0.1, "0.2"], dtype=object), "real numbers.*str"),
+        ([0, -1], np.array([b"0.1", b"0.2"], dtype=object), "real numbers.*bytes"),
+        ([0, -1], np.array([0.1, None], dtype=object), "real numbers.*NoneType"),
+        ([0, -1], np.array([0.1, 1j], dtype=object), "real numbers.*complex"),
+        ([0, -1], np.array(["2020-01-01", "2020-01-02"], "M8[D]"), "real numbers"),
+        (np.array(["-1", "0"], dtype=object), [0.1, 0.2], "Unknown label type.*str"),
         ([0, -1], [0.1 + 1j, 0.2], "real numbers"),
     ],
 )

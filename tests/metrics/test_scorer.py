@@ -91,10 +91,26 @@ def test_scorer_names():
         "aupr_in",
         "aupr_out",
         "auroc",
-        "detection_error",
-        "fpr95",
-        "fpr_at_tpr",
+        "neg_detection_error",
+        "neg_fpr95",
+        "neg_fpr_at_tpr",
     ]
+
+
+@pytest.mark.parametrize(
+    "old, new",
+    [
+        ("fpr95", "neg_fpr95"),
+        ("fpr_at_tpr", "neg_fpr_at_tpr"),
+        ("detection_error", "neg_detection_error"),
+    ],
+)
+def test_names_before_neg_prefix_raise_and_name_the_new_scorer(old, new):
+    # unreleased package: no deprecation period, but a message that helps
+    with pytest.raises(ValueError, match=f"is now named '{new}'"):
+        ood_scorer(old)
+    with pytest.raises(ValueError, match=f"is now named '{new}'"):
+        ood_scorer(old, greater_is_better=False)
 
 
 def test_scorer_values_and_sign():
@@ -109,14 +125,14 @@ def test_scorer_values_and_sign():
     # lower-is-better metrics come back negated
     fpr95 = fpr_at_tpr(y, s, 0.95)
     assert fpr95 > 0
-    assert ood_scorer("fpr95")(det, X, y) == -fpr95
-    assert ood_scorer("fpr95", positive="ood")(det, X, y) == -fpr_at_tpr(
+    assert ood_scorer("neg_fpr95")(det, X, y) == -fpr95
+    assert ood_scorer("neg_fpr95", positive="ood")(det, X, y) == -fpr_at_tpr(
         y, s, 0.95, positive="ood"
     )
-    assert ood_scorer("fpr_at_tpr", tpr=0.8, positive="ood")(det, X, y) == (
+    assert ood_scorer("neg_fpr_at_tpr", tpr=0.8, positive="ood")(det, X, y) == (
         -fpr_at_tpr(y, s, 0.8, positive="ood")
     )
-    assert ood_scorer("detection_error")(det, X, y) == -detection_error(y, s)
+    assert ood_scorer("neg_detection_error")(det, X, y) == -detection_error(y, s)
     assert type(ood_scorer("auroc")(det, X, y)) is float
 
 
@@ -163,10 +179,10 @@ def test_callable_metric():
 
 def test_repr():
     assert repr(ood_scorer("auroc")) == "ood_scorer('auroc')"
-    assert repr(ood_scorer("fpr95")) == "ood_scorer('fpr95')"
+    assert repr(ood_scorer("neg_fpr95")) == "ood_scorer('neg_fpr95')"
     assert (
-        repr(ood_scorer("fpr_at_tpr", tpr=0.9, positive="ood"))
-        == "ood_scorer('fpr_at_tpr', tpr=0.9, positive='ood')"
+        repr(ood_scorer("neg_fpr_at_tpr", tpr=0.9, positive="ood"))
+        == "ood_scorer('neg_fpr_at_tpr', tpr=0.9, positive='ood')"
     )
     assert (
         repr(ood_scorer("aupr_out", method="trapezoid"))
@@ -184,17 +200,17 @@ def test_bad_scorer_arguments_raise():
     with pytest.raises(ValueError, match="Unknown OOD metric"):
         ood_scorer(None)
     with pytest.raises(ValueError, match="unexpected keyword argument 'tpr'"):
-        ood_scorer("fpr95", tpr=0.9)
+        ood_scorer("neg_fpr95", tpr=0.9)
     with pytest.raises(ValueError, match="unexpected keyword argument 'method'"):
         ood_scorer("auroc", method="trapezoid")
     with pytest.raises(ValueError, match=re.escape("tpr must be a number in (0, 1]")):
-        ood_scorer("fpr_at_tpr", tpr=95)
+        ood_scorer("neg_fpr_at_tpr", tpr=95)
     with pytest.raises(ValueError, match="positive must be one of"):
-        ood_scorer("fpr95", positive="OOD")
+        ood_scorer("neg_fpr95", positive="OOD")
     with pytest.raises(ValueError, match="method must be one of"):
         ood_scorer("aupr_in", method="auc")
     with pytest.raises(ValueError, match="lower-is-better"):
-        ood_scorer("fpr95", greater_is_better=True)
+        ood_scorer("neg_fpr95", greater_is_better=True)
     # a consistent greater_is_better is fine
     assert repr(ood_scorer("auroc", greater_is_better=True)) == "ood_scorer('auroc')"
 
@@ -202,7 +218,7 @@ def test_bad_scorer_arguments_raise():
 def test_scorer_pickles_and_passes_check_scoring():
     X, y = _mixed_data()
     det = _MeanDistanceDetector().fit(X, y)
-    scorer = ood_scorer("fpr_at_tpr", tpr=0.9)
+    scorer = ood_scorer("neg_fpr_at_tpr", tpr=0.9)
     restored = pickle.loads(pickle.dumps(scorer))
     assert restored(det, X, y) == scorer(det, X, y)
     assert check_scoring(det, scoring=scorer)(det, X, y) == scorer(det, X, y)
@@ -228,23 +244,23 @@ def test_grid_search_single_metric():
     assert search.cv_results_["mean_test_score"][0] < 0.5
 
 
-def test_grid_search_multi_metric_refit_on_fpr95():
+def test_grid_search_multi_metric_refit_on_neg_fpr95():
     X, y = _mixed_data()
     scoring = {
         "auroc": ood_scorer("auroc"),
-        "fpr95": ood_scorer("fpr95"),
-        "det_err": ood_scorer("detection_error"),
+        "neg_fpr95": ood_scorer("neg_fpr95"),
+        "det_err": ood_scorer("neg_detection_error"),
     }
     search = GridSearchCV(
         _MeanDistanceDetector(),
         {"shrink": [0.0, 0.5, 1.0]},
         scoring=scoring,
-        refit="fpr95",
+        refit="neg_fpr95",
         cv=CV,
         error_score="raise",
     ).fit(X, y)
     assert search.best_params_ == {"shrink": 1.0}
-    assert np.all(search.cv_results_["mean_test_fpr95"] <= 0)
+    assert np.all(search.cv_results_["mean_test_neg_fpr95"] <= 0)
     assert np.all(search.cv_results_["mean_test_det_err"] <= 0)
     assert np.all(search.cv_results_["mean_test_auroc"] >= 0)
 
@@ -252,14 +268,14 @@ def test_grid_search_multi_metric_refit_on_fpr95():
 def test_cross_validate_pipeline_multi_metric():
     X, y = _mixed_data()
     pipe = Pipeline([("scale", StandardScaler()), ("ood", _MeanDistanceDetector())])
-    scoring = {"auroc": ood_scorer("auroc"), "fpr95": ood_scorer("fpr95")}
+    scoring = {"auroc": ood_scorer("auroc"), "neg_fpr95": ood_scorer("neg_fpr95")}
     results = cross_validate(pipe, X, y, cv=CV, scoring=scoring, error_score="raise")
 
     for i, (train, test) in enumerate(CV.split(X, y)):
         fitted = clone(pipe).fit(X[train], y[train])
         s = fitted.score_samples(X[test])
         assert results["test_auroc"][i] == auroc(y[test], s)
-        assert results["test_fpr95"][i] == -fpr_at_tpr(y[test], s, 0.95)
+        assert results["test_neg_fpr95"][i] == -fpr_at_tpr(y[test], s, 0.95)
 
 
 def test_grid_search_pipeline():
@@ -268,7 +284,7 @@ def test_grid_search_pipeline():
     search = GridSearchCV(
         pipe,
         {"ood__shrink": [0.0, 1.0]},
-        scoring={"auroc": ood_scorer("auroc"), "fpr95": ood_scorer("fpr95")},
+        scoring={"auroc": ood_scorer("auroc"), "neg_fpr95": ood_scorer("neg_fpr95")},
         refit="auroc",
         cv=CV,
         error_score="raise",
@@ -284,7 +300,7 @@ def test_unshuffled_kfold_raises_clear_error(cv):
     search = GridSearchCV(
         _MeanDistanceDetector(),
         {"shrink": [1.0]},
-        scoring={"auroc": ood_scorer("auroc"), "fpr95": ood_scorer("fpr95")},
+        scoring={"auroc": ood_scorer("auroc"), "neg_fpr95": ood_scorer("neg_fpr95")},
         refit="auroc",
         cv=cv,
         error_score="raise",
@@ -315,8 +331,8 @@ def test_stratified_shuffled_kfold_works():
         X,
         y,
         cv=StratifiedKFold(3, shuffle=True, random_state=0),
-        scoring={"auroc": ood_scorer("auroc"), "fpr95": ood_scorer("fpr95")},
+        scoring={"auroc": ood_scorer("auroc"), "neg_fpr95": ood_scorer("neg_fpr95")},
         error_score="raise",
     )
     assert np.all(np.isfinite(results["test_auroc"]))
-    assert np.all(results["test_fpr95"] <= 0)
+    assert np.all(results["test_neg_fpr95"] <= 0)
