@@ -458,7 +458,7 @@ def _pairs():
         lambda c, o: o.ViM(c.head, n_components=c.n_features // 2),
         lambda c, t: t.ViM(None, d=c.n_features // 2, w=c.t("W"), b=c.t("b")),
         _neg,
-        "-theirs (dim = d/2 both; theirs float32)",
+        "-theirs (n_components = their d = d/2; theirs float32)",
         cases=("a", "b"),
     )
     add(
@@ -492,10 +492,10 @@ def _pairs():
         "DICE",
         "DICE",
         "features",
-        lambda c, o: o.DICE(c.head, p=0.7),
+        lambda c, o: o.DICE(c.head, percentile=70),
         lambda c, t: t.DICE(None, w=c.t("W"), b=c.t("b"), p=0.7),
         _neg,
-        "-theirs (p=0.7; they keep contributions > q, we >= q)",
+        "-theirs (percentile=70 vs their p=0.7; they keep contributions > q, we >= q)",
     )
     add(
         "ReAct",

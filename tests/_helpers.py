@@ -32,7 +32,7 @@ def streamed_offset(stream, chunks):
     that chunk. That model is the one ``fit`` gives on every chunk so far, so
     here each chunk is scored by a ``fit`` on its prefix (no ``partial_fit``
     involved), and the terms of all rows are combined as ``stream`` combines
-    them (e.g. with its final ``alpha_``) before taking the quantile.
+    them (e.g. with its final ``residual_scale_``) before taking the quantile.
     """
     terms = []
     for k, (X, y) in enumerate(chunks):

@@ -12,26 +12,33 @@ chunks whose size follows scikit-learn's ``working_memory``, so memory never
 grows with ``n_train x n_test``.
 """
 
+import copy
+import math
+
 import numpy as np
 from scipy import linalg
 from scipy.linalg import blas
 from scipy.special import logsumexp
-from sklearn import get_config
-from sklearn.utils import gen_batches
 
 from sklearn_ood.exceptions import SingularCovarianceWarning
+from sklearn_ood.utils._chunking import row_chunks
 from sklearn_ood.utils._warnings import warn
 
 __all__ = [
+    "COVARIANCE_OPTIONS",
     "ClassGaussians",
     "ClassStats",
     "GaussianLabelsMixin",
     "SingularCovarianceWarning",
     "TiedGaussian",
+    "check_scores",
     "estimate_covariance",
     "whitener",
 ]
 
+# The ``covariance_estimator`` options, named after the estimators of
+# sklearn.covariance whose formulas they apply to streamed scatter matrices:
+# EmpiricalCovariance, LedoitWolf and OAS.
 COVARIANCE_OPTIONS = {"empirical", "ledoit_wolf", "oas"}
 
 # A Cholesky pivot C_ii^2 is the part of the variance of feature i that the
@@ -43,40 +50,41 @@ _PIVOT_RTOL = 1e-10
 _RIDGE_START = 1e-6
 _MAX_RIDGE_STEPS = 30
 
-
-def _available_memory():
-    """Bytes the kernel reports as available (Linux), or None where unknown."""
-    try:
-        with open("/proc/meminfo") as meminfo:
-            for line in meminfo:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
+_RESCALE = (
+    "Rescale the features (e.g. divide them by a power of ten, or fit a "
+    "StandardScaler on the in-distribution rows) before fitting."
+)
 
 
-def _check_free_memory(n_bytes, what):
-    """Raise ``MemoryError`` up front rather than be killed by the OOM killer.
+def _overflow_error(what="The sums of squares", size="1e154"):
+    return ValueError(
+        f"{what} overflowed float64: the features hold values too large (about "
+        f"{size} or more) for a covariance. {_RESCALE}"
+    )
 
-    Linux over-commits: a too-large ``np.empty`` succeeds and the process is
-    killed later, with no message, when the pages are touched.
+
+def _allocate(shape, what, zeros=True):
+    """A float64 array of ``shape``, or a ``MemoryError`` that says what to do.
+
+    The whole need is asked for at once, so that a request beyond the
+    machine's memory fails here with this message. Linux over-commits memory:
+    a request below the physical memory plus swap but above what is free
+    succeeds, and the process may be killed later when the pages are used.
     """
-    available = _available_memory()
-    if available is not None and n_bytes > available:
+    try:
+        return np.zeros(shape) if zeros else np.empty(shape)
+    except MemoryError as exc:
+        n_bytes = 8 * math.prod(shape)
         raise MemoryError(
-            f"{what} need {n_bytes / 2**30:.1f} GiB of float64 matrices but only "
-            f"{available / 2**30:.1f} GiB of memory is available. Use a tied "
-            "covariance (Mahalanobis, RMD), fewer features (e.g. a PCA), or "
-            "fewer classes."
-        )
+            f"Could not allocate {n_bytes / 2**30:.3g} GiB of float64 for {what}. "
+            "Use a tied covariance (Mahalanobis, RMD) instead of per-class "
+            "ones, fewer features (e.g. a PCA), or fewer classes."
+        ) from exc
 
 
 def _row_batches(n_rows, floats_per_row):
     """Row slices whose float64 work arrays fit in ``working_memory``."""
-    budget = get_config()["working_memory"] * 2**20
-    rows = max(1, int(budget // (8 * max(floats_per_row, 1))))
-    return gen_batches(n_rows, rows)
+    return row_chunks(n_rows, 8 * max(floats_per_row, 1))
 
 
 def _centred(X, rows, columns, center):
@@ -103,8 +111,47 @@ def _sq_dist(Z, M, m2):
     return np.maximum(D, 0.0, out=D)
 
 
+def check_scores(scores, dtype, owner, what="squared Mahalanobis distance"):
+    """Return ``scores`` (one row per sample), or raise ``ValueError`` where
+    one is not a finite number of the output ``dtype`` (float32 scores of
+    float32 input).
+
+    A row far enough from every fitted Gaussian has a ``what`` beyond the
+    float range: an error that says so, never a silent ``-inf`` or NaN.
+    """
+    limit = np.finfo(dtype).max
+    bad = ~(np.abs(scores) <= limit)  # NaN, inf, or beyond the output dtype
+    if not bad.any():
+        return scores
+    rows = np.flatnonzero(bad.reshape(len(bad), -1).any(axis=1))
+    if np.all(np.isfinite(scores)):  # finite in float64, not in float32
+        detail = (
+            "beyond the float32 range of the scores of float32 input; pass the "
+            "features as float64 to get float64 scores"
+        )
+    else:
+        detail = (
+            "beyond the float64 range: these rows lie extremely far from the "
+            "fitted Gaussians (features about 1e154 times their spread or more). "
+            "Such rows are far out of distribution; rescale the features, or "
+            "reject rows with huge values before scoring"
+        )
+    raise ValueError(
+        f"{owner} cannot score {rows.size} row(s) (the first is row {rows[0]}): "
+        f"their {what} is {detail}."
+    )
+
+
 class ClassStats:
-    """Streaming float64 per-class counts, means and scatter matrices.
+    """Float64 per-class counts, means and scatter matrices of a stream.
+
+    :meth:`with_rows` returns a new object holding the rows seen so far plus
+    new ones and leaves this one unchanged, so that a detector can go back to
+    the statistics of its previous ``partial_fit`` call when a chunk is
+    refused. The price is memory: the new object owns copies of the arrays
+    the rows change (``within``, ``means`` and, with ``per_class``, the
+    ``K x d x d`` scatters), made once per call and only when this object
+    already holds rows; a fresh object (as in ``fit``) copies nothing.
 
     Parameters
     ----------
@@ -119,6 +166,11 @@ class ClassStats:
         :math:`\\sum \\lVert x - \\mu \\rVert^4` about the grand mean (for
         Ledoit-Wolf). Rows are measured about the means known after their
         chunk: exact for a single update, an approximation when streaming.
+
+    See Also
+    --------
+    TiedGaussian : Class means with one shared covariance, from these sums.
+    ClassGaussians : One Gaussian per class, from the per-class scatters.
     """
 
     def __init__(self, n_features, columns=None, per_class=False, fourth_moments=False):
@@ -137,46 +189,78 @@ class ClassStats:
         return float(self.counts.sum())
 
     def _add_labels(self, labels):
+        """Grow the per-class arrays (new arrays) for unseen ``labels``;
+        return whether they were grown."""
         new = np.setdiff1d(labels, self.labels)
         if not new.size:
-            return
+            return False
         merged = np.union1d(self.labels, new)
         old = np.searchsorted(merged, self.labels)
 
-        def grow(a):
-            out = np.zeros((len(merged),) + a.shape[1:])
+        def grow(a, what=None):
+            shape = (len(merged),) + a.shape[1:]
+            out = np.zeros(shape) if what is None else _allocate(shape, what)
             out[old] = a
             return out
 
         self.counts, self.means = grow(self.counts), grow(self.means)
         if self.class_scatter is not None:
             d = self.means.shape[1]
-            # Per-class scatter and whitening factor: 2 K d^2.
-            _check_free_memory(
-                2 * len(merged) * d * d * 8,
-                f"per-class covariances of {len(merged)} classes x {d} features",
+            self.class_scatter = grow(
+                self.class_scatter,
+                f"the scatter matrices of {len(merged)} classes x {d} features",
             )
-            self.class_scatter = grow(self.class_scatter)
         if self.fourth is not None:
             self.fourth = grow(self.fourth)
         self.labels = merged
+        return True
 
-    def update(self, X, labels):
-        """Add rows ``X`` (any float dtype) with integer class ``labels``."""
+    def _own_arrays(self):
+        """Private copies of the arrays that the blocks update in place."""
+        self.counts, self.means = self.counts.copy(), self.means.copy()
+        if self.fourth is not None:
+            self.fourth = self.fourth.copy()
+        if self.class_scatter is not None:
+            K, d, _ = self.class_scatter.shape
+            scatter = _allocate(
+                self.class_scatter.shape,
+                f"a copy of the scatter matrices of {K} classes x {d} features "
+                "(partial_fit keeps the previous ones until the chunk is added)",
+                zeros=False,
+            )
+            np.copyto(scatter, self.class_scatter)
+            self.class_scatter = scatter
+
+    def with_rows(self, X, labels):
+        """Statistics of the rows seen so far plus ``X``, as a new object.
+
+        Parameters
+        ----------
+        X : ndarray of shape (n_rows, n_columns)
+            Rows of any float dtype (``columns`` is applied here).
+        labels : ndarray of shape (n_rows,)
+            Their integer classes.
+
+        Returns
+        -------
+        stats : ClassStats
+            A new object; ``self`` is left unchanged.
+        """
         labels = np.asarray(labels, dtype=np.int64)
-        self._add_labels(np.unique(labels))
-        d = self.means.shape[1]
+        new = copy.copy(self)
+        if not len(labels):
+            return new
+        if not new._add_labels(np.unique(labels)):
+            new._own_arrays()
+        d = new.means.shape[1]
         with np.errstate(over="ignore", invalid="ignore"):
             for rows in _row_batches(len(X), 2 * d):
-                block = X[rows] if self.columns is None else X[rows, self.columns]
-                self._update_block(block, labels[rows])
-        if not np.all(np.isfinite(self.within)):
-            raise ValueError(
-                "The sums of squares overflowed float64; the features hold values "
-                "too large (about 1e154 or more) for a covariance."
-            )
+                block = X[rows] if new.columns is None else X[rows, new.columns]
+                new._update_block(block, labels[rows])
+        return new
 
     def _update_block(self, X, labels):
+        """Merge one block into this (private) object's arrays."""
         idx = np.searchsorted(self.labels, labels)
         order = np.argsort(idx, kind="stable")
         idx = idx[order]
@@ -191,9 +275,17 @@ class ClassStats:
         n = n_a + n_b
         delta = mean_b - self.means[present]
         weight = n_a * n_b / n
+        # The block's statistics are checked before anything is merged.
+        scatter = X.T @ X
+        scatter += (delta * weight[:, None]).T @ delta
+        if not (np.all(np.isfinite(mean_b)) and np.all(np.isfinite(scatter))):
+            raise _overflow_error()
+        within = self.within + scatter
+        if not np.all(np.isfinite(within)):
+            raise _overflow_error()
+        self.within = within
         self.means[present] += delta * (n_b / n)[:, None]
         self.counts[present] = n
-        self.within += X.T @ X + (delta * weight[:, None]).T @ delta
         if self.class_scatter is not None:
             for j, (k, seg) in enumerate(zip(present, segments)):
                 self.class_scatter[k] += X[seg].T @ X[seg]
@@ -207,6 +299,16 @@ class ClassStats:
             resid += self.means[idx] - self.total_mean()
             r2 = np.einsum("ij,ij->i", resid, resid)
             self.fourth_total += float(np.sum(r2**2))
+            if not (
+                np.all(np.isfinite(self.fourth)) and np.isfinite(self.fourth_total)
+            ):
+                raise ValueError(
+                    "The sums of fourth powers that the Ledoit-Wolf shrinkage needs "
+                    "overflowed float64: the features hold values too large (about "
+                    "1e77 or more). Use covariance_estimator='oas' or 'empirical', "
+                    "or rescale the features (e.g. fit a StandardScaler on the "
+                    "in-distribution rows)."
+                )
 
     def total_mean(self):
         """Mean of every row seen."""
@@ -218,36 +320,45 @@ class ClassStats:
         return self.within + (between * self.counts[:, None]).T @ between
 
 
-def estimate_covariance(scatter, n_samples, fourth, method, reg=0.0):
+def estimate_covariance(scatter, n_samples, fourth, method, reg_covar=0.0):
     """Covariance from a scatter matrix; returns ``(covariance, shrinkage)``.
 
     ``S = scatter / n_samples``; Ledoit-Wolf and OAS shrink it towards
     ``mu I`` (``mu = trace(S) / d``) with the formulas of
     :func:`sklearn.covariance.ledoit_wolf` and :func:`sklearn.covariance.oas`
     (``fourth`` is the sum of the fourth powers of the centred row norms,
-    used by Ledoit-Wolf only). ``reg`` is then added to the diagonal.
+    used by Ledoit-Wolf only), evaluated on ``S / mu`` so that no square of
+    an entry overflows. ``reg_covar`` is then added to the diagonal.
     """
-    S = scatter / n_samples
-    S = (S + S.T) / 2
-    d = S.shape[0]
+    with np.errstate(over="ignore", invalid="ignore"):
+        S = scatter / n_samples
+        S = (S + S.T) / 2
+        d = S.shape[0]
+        mu = np.trace(S) / d
+    if not (np.all(np.isfinite(S)) and np.isfinite(mu)):
+        raise _overflow_error("The covariance")
     shrinkage = 0.0
     if method != "empirical" and d > 1:
-        mu = np.trace(S) / d
-        fro2 = float(np.sum(S**2))
+        # The shrinkage is scale-free: computed on S / mu (mean variance 1).
+        unit = 1.0 / mu if mu > 0 else 1.0
+        S1 = S * unit
+        mu1 = mu * unit
+        fro2 = float(np.sum(S1**2))
         if method == "ledoit_wolf":
-            off = S.copy()
-            off.flat[:: d + 1] -= mu
+            off = S1.copy()
+            off.flat[:: d + 1] -= mu1
             delta = float(np.sum(off**2)) / d
-            beta = min((fourth / n_samples - fro2) / (d * n_samples), delta)
+            fourth1 = fourth * unit * unit
+            beta = min((fourth1 / n_samples - fro2) / (d * n_samples), delta)
             shrinkage = 0.0 if beta <= 0 or delta <= 0 else beta / delta
         else:  # OAS, Chen et al. (2010) eq. 23 as in scikit-learn
             alpha = fro2 / d**2
-            den = (n_samples + 1) * (alpha - mu**2 / d)
-            shrinkage = 1.0 if den <= 0 else min((alpha + mu**2) / den, 1.0)
+            den = (n_samples + 1) * (alpha - mu1**2 / d)
+            shrinkage = 1.0 if den <= 0 else min((alpha + mu1**2) / den, 1.0)
         S = (1.0 - shrinkage) * S
         S.flat[:: d + 1] += shrinkage * mu
-    if reg:
-        S.flat[:: d + 1] += reg
+    if reg_covar:
+        S.flat[:: d + 1] += reg_covar
     return S, float(shrinkage)
 
 
@@ -278,7 +389,8 @@ def whitener(cov):
     else:
         raise ValueError(
             "The covariance could not be factorised even with a large ridge; the "
-            "features probably hold values too large for float64 sums of squares."
+            "features probably hold values too large for float64 sums of squares. "
+            + _RESCALE
         )
     W = linalg.solve_triangular(C, np.eye(d), lower=True, check_finite=False).T
     logdet = 2.0 * float(np.sum(np.log(np.diag(C))))
@@ -292,8 +404,8 @@ def fourth_moment(stats, method, owner, per_class=False):
     if stats.fourth is None:
         raise ValueError(
             f"{owner} was started with another covariance estimator; "
-            "covariance='ledoit_wolf' needs a fresh fit (its fourth moments were "
-            "not collected)."
+            "covariance_estimator='ledoit_wolf' needs a fresh fit (its fourth "
+            "moments were not collected)."
         )
     return stats.fourth.copy() if per_class else float(stats.fourth.sum())
 
@@ -304,8 +416,8 @@ def warn_singular(what, ridge, detail="", upto=False):
     )
     warn(
         f"{what} is singular{detail}; added {amount} so that it can be "
-        "inverted. Set reg > 0 or covariance='ledoit_wolf' or 'oas' to "
-        "regularise it explicitly.",
+        "inverted. Set reg_covar > 0 or covariance_estimator='ledoit_wolf' or "
+        "'oas' to regularise it explicitly.",
         SingularCovarianceWarning,
     )
 
@@ -315,6 +427,10 @@ class GaussianLabelsMixin:
 
     ``y=None`` fits a single class, reported as ``classes_ = [0]``. A stream
     must not mix labelled and unlabelled ``partial_fit`` chunks.
+
+    See Also
+    --------
+    ClassStats : The per-class sums these labels index.
     """
 
     def _start_labels(self, y):
@@ -342,23 +458,30 @@ class GaussianLabelsMixin:
 class TiedGaussian:
     """Class means sharing one covariance; squared Mahalanobis distances.
 
-    Built by :meth:`from_scatter`. ``covariance`` includes ``reg`` and the
-    fallback ``ridge``. Distances use ``z = (x - center) W`` and
+    Built by :meth:`from_scatter`. ``covariance`` includes ``reg_covar`` and
+    the fallback ``ridge``. Distances use ``z = (x - center) W`` and
     ``||z - m_k||^2 = ||z||^2 - 2 z . m_k + ||m_k||^2`` with
-    ``m_k = (mu_k - center) W``: two matrix products per row chunk.
+    ``m_k = (mu_k - center) W``: two matrix products per row chunk. A row
+    far enough from the means has an infinite (or NaN) distance; callers
+    check their scores with :func:`check_scores`.
+
+    See Also
+    --------
+    ClassGaussians : One covariance per class instead of a shared one.
     """
 
     def __init__(self, means, covariance, center, W, shrinkage, ridge, columns):
         self.means, self.covariance, self.center = means, covariance, center
         self.W, self.shrinkage, self.ridge, self.columns = W, shrinkage, ridge, columns
-        self._M = (means - center) @ W
-        self._m2 = np.einsum("ij,ij->i", self._M, self._M)
+        with np.errstate(over="ignore", invalid="ignore"):
+            self._M = (means - center) @ W
+            self._m2 = np.einsum("ij,ij->i", self._M, self._M)
 
     @classmethod
-    def from_scatter(cls, means, scatter, n, fourth, center, method, reg, what,
-                     columns=None):  # fmt: skip
+    def from_scatter(cls, means, scatter, n, fourth, center, method, reg_covar,
+                     what, columns=None):  # fmt: skip
         """Estimate the covariance of ``scatter`` over ``n`` rows and factorise."""
-        cov, shrinkage = estimate_covariance(scatter, n, fourth, method, reg)
+        cov, shrinkage = estimate_covariance(scatter, n, fourth, method, reg_covar)
         W, _, ridge = whitener(cov)
         if ridge:
             warn_singular(what, ridge, f" ({int(n)} rows, {cov.shape[0]} features)")
@@ -366,7 +489,7 @@ class TiedGaussian:
         return cls(means, cov, center, W, shrinkage, ridge, columns)
 
     @classmethod
-    def from_stats(cls, stats, method, reg, owner):
+    def from_stats(cls, stats, method, reg_covar, owner):
         """Class means and the pooled (tied) within-class covariance."""
         n, n_classes = stats.n_samples, len(stats.counts)
         if n <= n_classes:
@@ -383,7 +506,7 @@ class TiedGaussian:
             fourth_moment(stats, method, owner),
             stats.total_mean(),
             method,
-            reg,
+            reg_covar,
             f"The within-class covariance of {owner}",
             stats.columns,
         )
@@ -392,11 +515,13 @@ class TiedGaussian:
         """Yield ``(rows, D)`` with ``D[i, k]`` = squared distance to ``mu_k``."""
         d, K = self.W.shape[0], self._M.shape[0]
         for rows in _row_batches(len(X), 3 * d + 2 * K):
-            Z = _whiten(_centred(X, rows, self.columns, self.center), self.W)
-            yield rows, _sq_dist(Z, self._M, self._m2)
+            with np.errstate(over="ignore", invalid="ignore"):
+                Z = _whiten(_centred(X, rows, self.columns, self.center), self.W)
+                yield rows, _sq_dist(Z, self._M, self._m2)
 
     def min_sq_distance(self, X):
-        """``min_k`` squared Mahalanobis distance of each row."""
+        """``min_k`` squared Mahalanobis distance of each row (inf or NaN
+        where it leaves the float64 range)."""
         out = np.empty(len(X))
         for rows, D in self.sq_distances(X):
             out[rows] = D.min(axis=1)
@@ -408,10 +533,16 @@ class ClassGaussians:
 
     ``log_density`` is :math:`\\log \\sum_k \\pi_k \\mathcal{N}(x; \\mu_k,
     \\Sigma_k)`, by ``logsumexp`` over one matrix product per class and row
-    chunk.
+    chunk. The inverse Cholesky factors of the ``K`` classes are stored in one
+    ``K x d x d`` block, asked for at once, so that a need beyond the
+    machine's memory fails with a clear ``MemoryError``.
+
+    See Also
+    --------
+    TiedGaussian : One covariance shared by all classes.
     """
 
-    def __init__(self, stats, method, reg, owner):
+    def __init__(self, stats, method, reg_covar, owner):
         counts = stats.counts
         single = stats.labels[counts < 2]
         if single.size:
@@ -427,20 +558,30 @@ class ClassGaussians:
         self.center = stats.total_mean()
         # Only the streamed scatters and the whitening factors stay in memory
         # (2 K d^2 floats); a covariance is rebuilt from its scatter on demand.
-        self._stats, self._method, self._reg, self._fourth = stats, method, reg, fourth
-        self.W = [None] * K  # inverse transposed Cholesky factors, Fortran order
+        self._stats, self._method, self._fourth = stats, method, fourth
+        self._reg_covar = reg_covar
+        # _Wt[k] = W_k^T (C order), so that _Wt[k].T is W_k in Fortran order.
+        self._Wt = _allocate(
+            (K, d, d),
+            f"the inverse Cholesky factors of {K} classes x {d} features",
+            zeros=False,
+        )
         self.logdets = np.empty(K)
         self.shrinkage = np.zeros(K)
         self.ridge = np.zeros(K)
         for k in range(K):
             cov, self.shrinkage[k] = estimate_covariance(
-                stats.class_scatter[k], counts[k], fourth[k], method, reg
+                stats.class_scatter[k], counts[k], fourth[k], method, reg_covar
             )
-            self.W[k], self.logdets[k], self.ridge[k] = whitener(cov)
-            del cov
+            W, self.logdets[k], self.ridge[k] = whitener(cov)
+            self._Wt[k] = W.T
+            del cov, W
         # Whitened class means about the grand mean, as in TiedGaussian.
-        self._M = np.stack([(m - self.center) @ W for m, W in zip(self.means, self.W)])
-        self._m2 = np.einsum("ij,ij->i", self._M, self._M)
+        with np.errstate(over="ignore", invalid="ignore"):
+            self._M = np.stack(
+                [(m - self.center) @ self.W(k) for k, m in enumerate(self.means)]
+            )
+            self._m2 = np.einsum("ij,ij->i", self._M, self._M)
         if np.any(self.ridge > 0):
             bad = stats.labels[self.ridge > 0]
             shown = ", ".join(map(str, bad[:10])) + (", ..." if bad.size > 10 else "")
@@ -453,33 +594,41 @@ class ClassGaussians:
             )
         self.columns = stats.columns
 
+    def W(self, k):
+        """Inverse transposed Cholesky factor of class ``k`` (Fortran order)."""
+        return self._Wt[k].T
+
     def covariances(self):
-        """Per-class covariances (shrinkage, ``reg`` and ridge included): a new
-        ``(K, d, d)`` array built from the scatters."""
+        """Per-class covariances (shrinkage, ``reg_covar`` and ridge included):
+        a new ``(K, d, d)`` array built from the scatters."""
         K, d = self.means.shape
-        _check_free_memory(K * d * d * 8, f"covariances of {K} classes x {d} features")
-        out = np.empty((K, d, d))
+        out = _allocate(
+            (K, d, d), f"the covariances of {K} classes x {d} features", zeros=False
+        )
         for k in range(K):
             out[k], _ = estimate_covariance(
                 self._stats.class_scatter[k],
                 self._stats.counts[k],
                 self._fourth[k],
                 self._method,
-                self._reg,
+                self._reg_covar,
             )
             out[k].flat[:: d + 1] += self.ridge[k]
         return out
 
     def log_density(self, X):
+        """Mixture log-density of each row (-inf or NaN where a squared
+        distance leaves the float64 range)."""
         K, d = self.means.shape
         out = np.empty(len(X))
         const = self.log_priors - 0.5 * (self.logdets + d * np.log(2 * np.pi))
         for rows in _row_batches(len(X), 3 * d + 2 * K):
-            centred = _centred(X, rows, self.columns, self.center)
-            ll = np.empty((len(centred), K))
-            for k in range(K):
-                Z = _whiten(centred, self.W[k])
-                sq = _sq_dist(Z, self._M[k : k + 1], self._m2[k : k + 1])
-                ll[:, k] = -0.5 * sq[:, 0]
-            out[rows] = logsumexp(ll + const, axis=1)
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                centred = _centred(X, rows, self.columns, self.center)
+                ll = np.empty((len(centred), K))
+                for k in range(K):
+                    Z = _whiten(centred, self.W(k))
+                    sq = _sq_dist(Z, self._M[k : k + 1], self._m2[k : k + 1])
+                    ll[:, k] = -0.5 * sq[:, 0]
+                out[rows] = logsumexp(ll + const, axis=1)
         return out

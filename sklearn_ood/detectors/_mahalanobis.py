@@ -18,13 +18,14 @@ from sklearn_ood.detectors._gaussian import (
     ClassStats,
     GaussianLabelsMixin,
     TiedGaussian,
+    check_scores,
 )
 
 __all__ = ["GMM", "RMD", "Mahalanobis"]
 
 _COVARIANCE_CONSTRAINTS = {
-    "covariance": [StrOptions(COVARIANCE_OPTIONS)],
-    "reg": [Interval(Real, 0, None, closed="left")],
+    "covariance_estimator": [StrOptions(COVARIANCE_OPTIONS)],
+    "reg_covar": [Interval(Real, 0, None, closed="left")],
 }
 
 
@@ -70,20 +71,39 @@ class Mahalanobis(GaussianLabelsMixin, PartialFitMixin, BaseDetector):
     x)`, :math:`d_k^2 = \lVert z\rVert^2 - 2 z^\top m_k + \lVert
     m_k\rVert^2`, two matrix products per row chunk sized by scikit-learn's
     ``working_memory``. With
-    ``covariance="ledoit_wolf"``, ``partial_fit`` measures the fourth moments
-    of each chunk about the class means known after that chunk, an
-    approximation (exact for ``fit``).
+    ``covariance_estimator="ledoit_wolf"``, ``partial_fit`` measures the
+    fourth moments of each chunk about the class means known after that
+    chunk, an approximation (exact for ``fit``). A refused ``partial_fit``
+    chunk (e.g. values whose sums of squares overflow) leaves the detector
+    as it was; the call then holds the previous sums beside the new ones
+    (an extra ``n_features**2`` floats).
+
+    Features of about :math:`10^{154}` or more overflow the float64 sums of
+    squares: ``fit`` and ``partial_fit`` raise a ``ValueError``. A row whose
+    squared distance leaves the float range (float64, or float32 for float32
+    input) makes ``score_samples`` raise a ``ValueError`` naming it, never
+    return ``-inf`` or NaN.
+
+    With one class the score decreases strictly along every ray leaving the
+    mean, :math:`s(\mu + tv) = -t^2 v^\top \Sigma^{-1} v`; with several
+    classes a ray may pass near another class mean.
 
     Parameters
     ----------
-    covariance : {"empirical", "ledoit_wolf", "oas"}, default="empirical"
-        Estimator of the covariance from the centred rows: the empirical
-        one (divided by :math:`N`), or its shrinkage towards :math:`\mu I`
-        (:math:`\mu` the mean variance) with the Ledoit-Wolf or OAS formulas
-        of :func:`sklearn.covariance.ledoit_wolf` and
-        :func:`sklearn.covariance.oas`, applied to the class-centred rows.
-    reg : float >= 0, default=0.0
-        Ridge added to the diagonal after estimation: :math:`\Sigma + rI`.
+    covariance_estimator : {"empirical", "ledoit_wolf", "oas"}, default="empirical"
+        How :math:`\Sigma` is estimated from the class-centred rows, with
+        the formulas of scikit-learn's estimators applied to the streamed
+        scatter matrix: ``"empirical"`` is
+        :class:`sklearn.covariance.EmpiricalCovariance` (divided by
+        :math:`N`), ``"ledoit_wolf"`` and ``"oas"`` shrink it towards
+        :math:`\mu I` (:math:`\mu` the mean variance) as
+        :class:`sklearn.covariance.LedoitWolf` and
+        :class:`sklearn.covariance.OAS` do.
+    reg_covar : float >= 0, default=0.0
+        Non-negative regularisation added to the diagonal of the covariance
+        after estimation, :math:`\Sigma + rI`, as in
+        :class:`sklearn.mixture.GaussianMixture` (whose default is
+        :math:`10^{-6}`).
     contamination : float in (0, 0.5], default=0.05
         Fraction of the ID fit rows rejected by ``predict``.
 
@@ -94,7 +114,8 @@ class Mahalanobis(GaussianLabelsMixin, PartialFitMixin, BaseDetector):
     means_ : ndarray of shape (n_classes, n_features)
         Class means :math:`\mu_k`, float64.
     covariance_ : ndarray of shape (n_features, n_features)
-        The covariance used, shrinkage, ``reg`` and fallback ridge included.
+        The covariance used, shrinkage, ``reg_covar`` and fallback ridge
+        included.
     shrinkage_ : float
         Ledoit-Wolf or OAS shrinkage (0 for ``"empirical"``).
     ridge_ : float
@@ -105,6 +126,16 @@ class Mahalanobis(GaussianLabelsMixin, PartialFitMixin, BaseDetector):
         ``decision_function = score_samples - offset_``.
     n_features_in_ : int
         Number of features.
+
+    See Also
+    --------
+    RMD : The distance relative to a class-agnostic background Gaussian.
+    GMM : One covariance per class; the score is the mixture log-density.
+    MultiMahalanobis : A weighted sum of this score over several layers.
+    sklearn_ood.torch.MahalanobisPreprocessed : This score after an input
+        perturbation through the model.
+    sklearn.covariance.EmpiricalCovariance.mahalanobis : The single-class
+        squared distance.
 
     Examples
     --------
@@ -127,23 +158,28 @@ class Mahalanobis(GaussianLabelsMixin, PartialFitMixin, BaseDetector):
         **_COVARIANCE_CONSTRAINTS,
     }
 
-    def __init__(self, covariance="empirical", reg=0.0, *, contamination=0.05):
+    def __init__(
+        self, covariance_estimator="empirical", reg_covar=0.0, *, contamination=0.05
+    ):
         super().__init__(contamination=contamination)
-        self.covariance = covariance
-        self.reg = reg
+        self.covariance_estimator = covariance_estimator
+        self.reg_covar = reg_covar
 
     def _reset_stats(self, X, y):
         self._start_labels(y)
-        lw = self.covariance == "ledoit_wolf"
+        lw = self.covariance_estimator == "ledoit_wolf"
         self._stats = ClassStats(X.shape[1], fourth_moments=lw)
 
     def _update_stats(self, X, y):
-        self._stats.update(*self._id_rows(X, y))
+        # A new object: partial_fit restores the previous one if refused.
+        self._stats = self._stats.with_rows(*self._id_rows(X, y))
 
     def _finalize_stats(self):
         stats = self._stats
         name = type(self).__name__
-        self._tied = TiedGaussian.from_stats(stats, self.covariance, self.reg, name)
+        self._tied = TiedGaussian.from_stats(
+            stats, self.covariance_estimator, self.reg_covar, name
+        )
         self.means_ = self._tied.means
         self.covariance_ = self._tied.covariance
         self.shrinkage_ = self._tied.shrinkage
@@ -151,7 +187,9 @@ class Mahalanobis(GaussianLabelsMixin, PartialFitMixin, BaseDetector):
         self.class_counts_ = stats.counts.astype(np.int64)
 
     def _score(self, X):
-        return -self._tied.min_sq_distance(X)
+        return check_scores(
+            -self._tied.min_sq_distance(X), X.dtype, type(self).__name__
+        )
 
 
 class RMD(Mahalanobis):
@@ -167,8 +205,8 @@ class RMD(Mahalanobis):
     Detection", arXiv:2106.09022, 2021. :math:`\mu_k, \Sigma` are those of
     :class:`Mahalanobis`; the background Gaussian :math:`(\mu_0, \Sigma_0)`
     is the mean and covariance (divided by :math:`N`) of all ID fit rows,
-    class-agnostic. Both covariances use the same ``covariance`` estimator,
-    ``reg`` and singular fallback. Neither the paper nor ours has a factor
+    class-agnostic. Both covariances use the same ``covariance_estimator``,
+    ``reg_covar`` and singular fallback. Neither the paper nor ours has a factor
     1/2; pytorch-ood 0.4.0's ``RMD`` inverts the undivided scatters (plus
     :math:`10^{-6} I`) and returns :math:`\min_k (d_k - d_0)` on that
     scale, so ours is :math:`-N` times it. RMD requires ``y``: with a single
@@ -176,18 +214,28 @@ class RMD(Mahalanobis):
     every score is 0 (a single labelled class is accepted, since a stream may
     bring more classes later, but gives these zero scores).
 
+    The score is not monotone along rays leaving a class mean. From
+    :math:`\mu_k`, :math:`d_0` grows linearly and :math:`d_k` only
+    quadratically, :math:`s(\mu_k + tv) = d_0(\mu_k) + 2t\,(\mu_k -
+    \mu_0)^\top \Sigma_0^{-1} v + O(t^2)`, so a small step away from the
+    background mean *raises* the score: a row just beyond a class, on the
+    far side from the other classes, looks more in-distribution than the
+    class mean itself. That is the method's intent (the class-specific part
+    of the distance), not a numerical artefact. Overflow and refused chunks
+    behave as in :class:`Mahalanobis`.
+
     Parameters
     ----------
-    covariance : {"empirical", "ledoit_wolf", "oas"}, default="empirical"
-        Estimator of the covariance from the centred rows: the empirical
-        one (divided by :math:`N`), or its shrinkage towards :math:`\mu I`
-        (:math:`\mu` the mean variance) with the Ledoit-Wolf or OAS formulas
-        of :func:`sklearn.covariance.ledoit_wolf` and
-        :func:`sklearn.covariance.oas`, applied to the class-centred rows
-        for :math:`\Sigma` and to the rows centred at :math:`\mu_0` for
+    covariance_estimator : {"empirical", "ledoit_wolf", "oas"}, default="empirical"
+        How the covariances are estimated, as in :class:`Mahalanobis`
+        (:class:`sklearn.covariance.EmpiricalCovariance`,
+        :class:`sklearn.covariance.LedoitWolf` or
+        :class:`sklearn.covariance.OAS`), from the class-centred rows for
+        :math:`\Sigma` and from the rows centred at :math:`\mu_0` for
         :math:`\Sigma_0`.
-    reg : float >= 0, default=0.0
-        Ridge added to the diagonal after estimation: :math:`\Sigma + rI`.
+    reg_covar : float >= 0, default=0.0
+        Non-negative regularisation added to the diagonal of both
+        covariances after estimation, :math:`\Sigma + rI`.
     contamination : float in (0, 0.5], default=0.05
         Fraction of the ID fit rows rejected by ``predict``.
 
@@ -202,8 +250,8 @@ class RMD(Mahalanobis):
     background_mean_ : ndarray of shape (n_features,)
         :math:`\mu_0`, the mean of all ID fit rows.
     background_covariance_ : ndarray of shape (n_features, n_features)
-        :math:`\Sigma_0`, their covariance (shrinkage, ``reg`` and ridge
-        included).
+        :math:`\Sigma_0`, their covariance (shrinkage, ``reg_covar`` and
+        ridge included).
     shrinkage_, ridge_ : float
         Shrinkage and fallback ridge of :math:`\Sigma` (see
         :class:`Mahalanobis`).
@@ -213,6 +261,12 @@ class RMD(Mahalanobis):
         ``decision_function = score_samples - offset_``.
     n_features_in_ : int
         Number of features.
+
+    See Also
+    --------
+    Mahalanobis : The class distance alone.
+    GMM : One covariance per class; the score is the mixture log-density.
+    MultiMahalanobis : Mahalanobis scores of several layers, weighted.
 
     Examples
     --------
@@ -240,15 +294,18 @@ class RMD(Mahalanobis):
             stats.n_samples,
             stats.fourth_total,
             mu0,
-            self.covariance,
-            self.reg,
+            self.covariance_estimator,
+            self.reg_covar,
             "The background covariance of RMD",
         )
         self.background_mean_ = mu0
         self.background_covariance_ = self._background.covariance
 
     def _score(self, X):
-        return self._background.min_sq_distance(X) - self._tied.min_sq_distance(X)
+        background = self._background.min_sq_distance(X)
+        with np.errstate(invalid="ignore"):  # inf - inf is refused below
+            scores = background - self._tied.min_sq_distance(X)
+        return check_scores(scores, X.dtype, "RMD", "relative Mahalanobis distance")
 
 
 class GMM(GaussianLabelsMixin, PartialFitMixin, BaseDetector):
@@ -266,8 +323,9 @@ class GMM(GaussianLabelsMixin, PartialFitMixin, BaseDetector):
     with its tied-covariance special case (:class:`Mahalanobis`). The score
     is the full mixture log-density (``logsumexp`` over classes, constants
     included), as in pytorch-ood 0.4.0's ``GMM``, whose outlier score is its
-    negation (both divide each scatter by :math:`n_k` and add ``reg`` to the
-    diagonal; pytorch-ood's default ``reg`` is :math:`10^{-6}`, ours 0).
+    negation (both divide each scatter by :math:`n_k` and add ``reg_covar``
+    to the diagonal; pytorch-ood's default ``reg`` is :math:`10^{-6}`, ours
+    0).
     Taking the max over classes instead (the QDA discriminant) would lower
     the score by at most :math:`\log K`.
 
@@ -275,26 +333,39 @@ class GMM(GaussianLabelsMixin, PartialFitMixin, BaseDetector):
     a non-singular :math:`\Sigma_k`, more than ``n_features``; a singular
     :math:`\Sigma_k` gets the ridge fallback of :class:`Mahalanobis` with a
     :class:`~sklearn_ood.exceptions.SingularCovarianceWarning`
-    (shrinkage, ``covariance="oas"``, is usually the better remedy). Memory
-    holds ``2 n_classes`` float64 matrices of ``n_features**2`` (the streamed
-    scatters and the inverse Cholesky factors; ``covariances_`` is rebuilt
-    from the scatters on each access); where that exceeds the memory the
-    system reports as available, ``fit`` raises ``MemoryError`` up front
-    (e.g. 1,000 classes x 1,024 features need about 15.6 GiB). ``y=None``
-    fits one Gaussian. ``partial_fit`` finalises after each chunk, so every
-    class seen so far must have two rows by then.
+    (shrinkage, ``covariance_estimator="oas"``, is usually the better
+    remedy). ``y=None`` fits one Gaussian, whose score decreases strictly
+    along every ray leaving its mean, :math:`s(\mu + tv) = s(\mu) - t^2
+    v^\top \Sigma^{-1} v / 2`. Overflow is refused as in
+    :class:`Mahalanobis` (a ``ValueError``, never ``-inf`` or NaN).
+
+    Memory holds ``2 n_classes`` float64 matrices of ``n_features**2`` (the
+    streamed scatters and the inverse Cholesky factors; ``covariances_`` is
+    rebuilt from the scatters on each access), e.g. about 15.6 GiB for 1,000
+    classes x 1,024 features. Each set is allocated as one block, so that a
+    need beyond the machine's memory raises a ``MemoryError`` that says what
+    to do; Linux over-commits, though, and a need below the physical memory
+    but above the free memory may end the process when the pages are used.
+    ``partial_fit`` finalises after each chunk, so every class seen so far
+    must have two rows by then; a refused chunk (a class left with one row,
+    values that overflow) leaves the detector as it was. For that, each call
+    builds the scatters in a new array (a copy of the previous ones) and
+    keeps the previous factors until it succeeds: up to ``4 n_classes``
+    matrices during a ``partial_fit`` call (``fit`` copies nothing).
 
     Parameters
     ----------
-    covariance : {"empirical", "ledoit_wolf", "oas"}, default="empirical"
-        Estimator of the covariance from the centred rows: the empirical
-        one (divided by :math:`n_k`), or its shrinkage towards :math:`\mu I`
-        (:math:`\mu` the mean variance) with the Ledoit-Wolf or OAS formulas
-        of :func:`sklearn.covariance.ledoit_wolf` and
-        :func:`sklearn.covariance.oas`, applied to the rows of each class,
-        centred at its mean.
-    reg : float >= 0, default=0.0
-        Ridge added to the diagonal after estimation: :math:`\Sigma + rI`.
+    covariance_estimator : {"empirical", "ledoit_wolf", "oas"}, default="empirical"
+        How each :math:`\Sigma_k` is estimated from the rows of its class,
+        centred at its mean, as in :class:`Mahalanobis`
+        (:class:`sklearn.covariance.EmpiricalCovariance` divided by
+        :math:`n_k`, :class:`sklearn.covariance.LedoitWolf` or
+        :class:`sklearn.covariance.OAS`).
+    reg_covar : float >= 0, default=0.0
+        Non-negative regularisation added to the diagonal of each
+        covariance after estimation, :math:`\Sigma_k + rI`, as in
+        :class:`sklearn.mixture.GaussianMixture` (whose default is
+        :math:`10^{-6}`).
     contamination : float in (0, 0.5], default=0.05
         Fraction of the ID fit rows rejected by ``predict``.
 
@@ -305,7 +376,7 @@ class GMM(GaussianLabelsMixin, PartialFitMixin, BaseDetector):
     means_ : ndarray of shape (n_classes, n_features)
         Class means.
     covariances_ : ndarray of shape (n_classes, n_features, n_features)
-        Per-class covariances (shrinkage, ``reg`` and ridge included),
+        Per-class covariances (shrinkage, ``reg_covar`` and ridge included),
         computed from the stored scatters on each access (a new array).
     priors_ : ndarray of shape (n_classes,)
         Class priors :math:`\pi_k = n_k / N`.
@@ -319,6 +390,14 @@ class GMM(GaussianLabelsMixin, PartialFitMixin, BaseDetector):
         ``decision_function = score_samples - offset_``.
     n_features_in_ : int
         Number of features.
+
+    See Also
+    --------
+    Mahalanobis : Class means with one tied covariance (linear discriminant).
+    RMD : The tied distance relative to a background Gaussian.
+    sklearn.discriminant_analysis.QuadraticDiscriminantAnalysis : The same
+        class-conditional Gaussians, as a classifier.
+    sklearn.mixture.GaussianMixture : A mixture fitted without labels (EM).
 
     Examples
     --------
@@ -338,23 +417,30 @@ class GMM(GaussianLabelsMixin, PartialFitMixin, BaseDetector):
         **_COVARIANCE_CONSTRAINTS,
     }
 
-    def __init__(self, covariance="empirical", reg=0.0, *, contamination=0.05):
+    def __init__(
+        self, covariance_estimator="empirical", reg_covar=0.0, *, contamination=0.05
+    ):
         super().__init__(contamination=contamination)
-        self.covariance = covariance
-        self.reg = reg
+        self.covariance_estimator = covariance_estimator
+        self.reg_covar = reg_covar
 
     def _reset_stats(self, X, y):
         self._start_labels(y)
-        lw = self.covariance == "ledoit_wolf"
+        lw = self.covariance_estimator == "ledoit_wolf"
         self._stats = ClassStats(X.shape[1], per_class=True, fourth_moments=lw)
 
     def _update_stats(self, X, y):
-        self._stats.update(*self._id_rows(X, y))
+        # A new object: partial_fit restores the previous one if refused.
+        self._stats = self._stats.with_rows(*self._id_rows(X, y))
 
     def _finalize_stats(self):
         stats = self._stats
-        self._gaussians = None  # free the previous factors first (partial_fit)
-        self._gaussians = ClassGaussians(stats, self.covariance, self.reg, "GMM")
+        # A refit frees its previous factors first (partial_fit's copy of the
+        # attributes keeps them until the call succeeds).
+        self._gaussians = None
+        self._gaussians = ClassGaussians(
+            stats, self.covariance_estimator, self.reg_covar, "GMM"
+        )
         self.means_ = self._gaussians.means
         self.priors_ = np.exp(self._gaussians.log_priors)
         self.shrinkage_ = self._gaussians.shrinkage
@@ -368,4 +454,6 @@ class GMM(GaussianLabelsMixin, PartialFitMixin, BaseDetector):
         return self._gaussians.covariances()
 
     def _score(self, X):
-        return self._gaussians.log_density(X)
+        return check_scores(
+            self._gaussians.log_density(X), X.dtype, "GMM", "log-density"
+        )

@@ -13,6 +13,7 @@ from sklearn_ood.detectors._gaussian import (
     ClassStats,
     GaussianLabelsMixin,
     TiedGaussian,
+    check_scores,
 )
 
 __all__ = ["MultiMahalanobis"]
@@ -78,32 +79,38 @@ class MultiMahalanobis(GaussianLabelsMixin, PartialFitMixin, BaseDetector):
     Lee et al., "A Simple Unified Framework for Detecting Out-of-Distribution
     Samples and Adversarial Attacks", NeurIPS 2018, section 2.2: one
     :class:`Mahalanobis` model (class means, tied covariance) per layer
-    :math:`f_\ell`, combined with weights :math:`\alpha_\ell` that the paper
-    learns by logistic regression on validation samples. ``X`` holds the
-    layers' features side by side and ``groups`` says which columns belong to
-    each layer. pytorch-ood 0.4.0's ``MultiMahalanobis`` sums
-    :math:`\alpha_\ell` times its :class:`Mahalanobis` outlier score
+    :math:`f_\ell`, combined with layer weights :math:`\alpha_\ell` (the
+    paper's symbol; ``layer_weights`` here) that the paper learns by logistic
+    regression on validation samples. ``X`` holds the layers' features side
+    by side and ``groups`` says which columns belong to each layer.
+    pytorch-ood 0.4.0's ``MultiMahalanobis`` sums :math:`\alpha_\ell`
+    (its ``alpha``) times its :class:`Mahalanobis` outlier score
     (:math:`\approx \min_k d_{\ell k}^2 / (2N)`), so ours is :math:`-2N`
-    times it for the same :math:`\alpha`; it has no way to learn
-    :math:`\alpha`.
+    times it for the same weights; it has no way to learn them.
 
     Weights, three ways:
 
-    * ``alpha=None`` (all ones) or fixed ``alpha`` values;
-    * ``alpha="learn"``: ``fit(X, y)`` takes OOD rows (``y = -1``) too. The
-      Gaussians use the ID rows only; :math:`\alpha` is the coefficient vector
-      of a logistic regression (ID = 1 vs OOD = 0, ``C=1`` on standardised
-      layer scores, intercept dropped) fitted on the layer scores of *all*
-      rows. Caveat: the ID rows then serve twice, and their in-sample
-      distances are smaller than those of unseen ID data, which biases
-      :math:`\alpha` (little with many rows per class and few features).
-      Usable in pipelines and grid searches; no ``partial_fit``;
+    * ``layer_weights=None`` (all ones) or fixed values;
+    * ``layer_weights="learn"``: ``fit(X, y)`` takes OOD rows (``y = -1``)
+      too. The Gaussians use the ID rows only; :math:`\alpha` is the
+      coefficient vector of a logistic regression (ID = 1 vs OOD = 0,
+      ``C=1`` on standardised layer scores, intercept dropped) fitted on the
+      layer scores of *all* rows. Caveat: the ID rows then serve twice, and
+      their in-sample distances are smaller than those of unseen ID data,
+      which biases :math:`\alpha` (little with many rows per class and few
+      features). Usable in pipelines and grid searches; no ``partial_fit``;
     * the paper's protocol: fit the Gaussians on training rows, then call
-      :meth:`fit_alpha` on held-out validation rows mixing ID and OOD.
+      :meth:`fit_layer_weights` on held-out validation rows mixing ID and
+      OOD.
 
     Learned weights may be negative (a layer that ranks OOD rows high).
-    ``covariance`` and ``reg`` apply to every layer, with the singular
-    fallback of :class:`Mahalanobis`; ``y=None`` fits one class.
+    ``covariance_estimator`` and ``reg_covar`` apply to every layer, with the
+    singular fallback of :class:`Mahalanobis`; ``y=None`` fits one class.
+    Overflow and refused ``partial_fit`` chunks behave as in
+    :class:`Mahalanobis`: a ``ValueError`` that leaves the detector as it
+    was (each call holds the previous sums beside the new ones), and a
+    ``ValueError`` from ``score_samples`` for a row whose score leaves the
+    float range.
 
     Parameters
     ----------
@@ -112,12 +119,17 @@ class MultiMahalanobis(GaussianLabelsMixin, PartialFitMixin, BaseDetector):
         first 512 columns, then the next 1024; they must sum to
         ``n_features``), or a list of slices, index arrays or boolean masks.
         ``None``: one group of all columns (plain :class:`Mahalanobis`).
-    alpha : array-like of shape (n_groups,), "learn" or None, default=None
-        Layer weights :math:`\alpha_\ell`; ``None`` means all ones.
-    covariance : {"empirical", "ledoit_wolf", "oas"}, default="empirical"
-        Covariance estimator of each layer, as in :class:`Mahalanobis`.
-    reg : float >= 0, default=0.0
-        Ridge added to each layer's covariance.
+    layer_weights : array-like of shape (n_groups,), "learn" or None, default=None
+        Layer weights :math:`\alpha_\ell`; ``None`` means all ones,
+        ``"learn"`` fits them in ``fit`` as above.
+    covariance_estimator : {"empirical", "ledoit_wolf", "oas"}, default="empirical"
+        Covariance estimator of each layer, as in :class:`Mahalanobis`
+        (:class:`sklearn.covariance.EmpiricalCovariance`,
+        :class:`sklearn.covariance.LedoitWolf` or
+        :class:`sklearn.covariance.OAS`).
+    reg_covar : float >= 0, default=0.0
+        Non-negative regularisation added to the diagonal of each layer's
+        covariance.
     contamination : float in (0, 0.5], default=0.05
         Fraction of the ID fit rows rejected by ``predict``.
 
@@ -125,7 +137,7 @@ class MultiMahalanobis(GaussianLabelsMixin, PartialFitMixin, BaseDetector):
     ----------
     groups_ : list of slice or ndarray
         Resolved column selector of each layer.
-    alpha_ : ndarray of shape (n_groups,)
+    layer_weights_ : ndarray of shape (n_groups,)
         Layer weights in use.
     classes_ : ndarray of shape (n_classes,)
         Class labels, sorted.
@@ -138,6 +150,13 @@ class MultiMahalanobis(GaussianLabelsMixin, PartialFitMixin, BaseDetector):
     n_features_in_ : int
         Total number of columns.
 
+    See Also
+    --------
+    Mahalanobis : The score of one layer.
+    RMD : A Mahalanobis distance relative to a background Gaussian.
+    sklearn_ood.torch.TorchFeatureTransformer : Extracts several layers side
+        by side; its ``feature_blocks_`` give ``groups``.
+
     Examples
     --------
     >>> import numpy as np
@@ -145,13 +164,13 @@ class MultiMahalanobis(GaussianLabelsMixin, PartialFitMixin, BaseDetector):
     >>> rng = np.random.default_rng(0)
     >>> y = np.repeat([0, 1], 50)
     >>> X = rng.normal(size=(100, 5)) + 4 * y[:, None]  # layers of 2 and 3 columns
-    >>> det = MultiMahalanobis(groups=[2, 3], alpha=[1.0, 0.5]).fit(X, y)
+    >>> det = MultiMahalanobis(groups=[2, 3], layer_weights=[1.0, 0.5]).fit(X, y)
     >>> det.layer_scores(X[:2]).shape
     (2, 2)
     >>> X_ood = rng.normal(size=(100, 5)) + 2  # OOD: between the classes
     >>> X_val = np.vstack([X, X_ood])
     >>> y_val = np.r_[y, -np.ones(100, int)]
-    >>> det.fit_alpha(X_val, y_val).alpha_.shape
+    >>> det.fit_layer_weights(X_val, y_val).layer_weights_.shape
     (2,)
     """
 
@@ -159,49 +178,50 @@ class MultiMahalanobis(GaussianLabelsMixin, PartialFitMixin, BaseDetector):
     _parameter_constraints = {
         **BaseDetector._parameter_constraints,
         "groups": ["array-like", None],
-        "alpha": ["array-like", StrOptions({"learn"}), None],
-        "covariance": [StrOptions(COVARIANCE_OPTIONS)],
-        "reg": [Interval(Real, 0, None, closed="left")],
+        "layer_weights": ["array-like", StrOptions({"learn"}), None],
+        "covariance_estimator": [StrOptions(COVARIANCE_OPTIONS)],
+        "reg_covar": [Interval(Real, 0, None, closed="left")],
     }
 
     def __init__(
         self,
         groups=None,
-        alpha=None,
-        covariance="empirical",
-        reg=0.0,
+        layer_weights=None,
+        covariance_estimator="empirical",
+        reg_covar=0.0,
         *,
         contamination=0.05,
     ):
         super().__init__(contamination=contamination)
         self.groups = groups
-        self.alpha = alpha
-        self.covariance = covariance
-        self.reg = reg
+        self.layer_weights = layer_weights
+        self.covariance_estimator = covariance_estimator
+        self.reg_covar = reg_covar
 
     @property
-    def _learns_alpha(self):
-        return isinstance(self.alpha, str) and self.alpha == "learn"
+    def _learns_weights(self):
+        weights = self.layer_weights
+        return isinstance(weights, str) and weights == "learn"
 
-    # alpha="learn" fits on OOD rows too, so it needs labels.
-    _uses_outliers = property(lambda self: self._learns_alpha)
-    _requires_labels = property(lambda self: self._learns_alpha)
+    # layer_weights="learn" fits on OOD rows too, so it needs labels.
+    _uses_outliers = property(lambda self: self._learns_weights)
+    _requires_labels = property(lambda self: self._learns_weights)
 
     def _reset_stats(self, X, y):
         self._start_labels(y)
         self.groups_ = _resolve_groups(self.groups, X.shape[1])
         n_groups = len(self.groups_)
-        if self.alpha is None or self._learns_alpha:
-            self.alpha_ = np.ones(n_groups)
+        if self.layer_weights is None or self._learns_weights:
+            self.layer_weights_ = np.ones(n_groups)
         else:
-            alpha = np.asarray(self.alpha, dtype=np.float64)
-            if alpha.shape != (n_groups,) or not np.all(np.isfinite(alpha)):
+            weights = np.asarray(self.layer_weights, dtype=np.float64)
+            if weights.shape != (n_groups,) or not np.all(np.isfinite(weights)):
                 raise ValueError(
-                    f"alpha must hold {n_groups} finite weights, one per group; got "
-                    f"shape {alpha.shape}."
+                    f"layer_weights must hold {n_groups} finite weights, one per "
+                    f"group; got shape {weights.shape}."
                 )
-            self.alpha_ = alpha
-        lw = self.covariance == "ledoit_wolf"
+            self.layer_weights_ = weights
+        lw = self.covariance_estimator == "ledoit_wolf"
         self._stats = [
             ClassStats(_width(cols), columns=cols, fourth_moments=lw)
             for cols in self.groups_
@@ -209,13 +229,16 @@ class MultiMahalanobis(GaussianLabelsMixin, PartialFitMixin, BaseDetector):
 
     def _update_stats(self, X, y):
         X, labels = self._id_rows(X, y)
-        for stats in self._stats:
-            stats.update(X, labels)
+        # New objects in a new list: partial_fit restores the old if refused.
+        self._stats = [stats.with_rows(X, labels) for stats in self._stats]
 
     def _finalize_stats(self):
         self._tied = [
             TiedGaussian.from_stats(
-                stats, self.covariance, self.reg, f"MultiMahalanobis (group {i})"
+                stats,
+                self.covariance_estimator,
+                self.reg_covar,
+                f"MultiMahalanobis (group {i})",
             )
             for i, stats in enumerate(self._stats)
         ]
@@ -224,14 +247,15 @@ class MultiMahalanobis(GaussianLabelsMixin, PartialFitMixin, BaseDetector):
 
     def _fit(self, X, y):
         super()._fit(X, y)
-        if self._learns_alpha:
-            self._learn_alpha(X, y)
+        if self._learns_weights:
+            self._learn_weights(X, y)
 
     def partial_fit(self, X, y=None):
-        if self._learns_alpha:
+        if self._learns_weights:
             raise ValueError(
-                "alpha='learn' fits a logistic regression on all rows at once and "
-                "cannot stream; use fixed alpha with partial_fit, then fit_alpha."
+                "layer_weights='learn' fits a logistic regression on all rows at "
+                "once and cannot stream; use fixed layer_weights with "
+                "partial_fit, then fit_layer_weights."
             )
         return super().partial_fit(X, y)
 
@@ -248,19 +272,27 @@ class MultiMahalanobis(GaussianLabelsMixin, PartialFitMixin, BaseDetector):
         Returns
         -------
         scores : ndarray of shape (n_samples, n_groups), dtype float64
+            Column :math:`\\ell` holds :math:`s_\\ell(x)`, minus the squared
+            Mahalanobis distance of each row's layer features to the closest
+            class mean of that layer.
         """
         return self._layer_scores(self._validate_score_input(X))
 
     def _layer_scores(self, X):
-        return np.column_stack([-g.min_sq_distance(X) for g in self._tied])
+        scores = np.column_stack([-g.min_sq_distance(X) for g in self._tied])
+        return check_scores(scores, np.float64, "MultiMahalanobis")
 
     def _score(self, X):
-        return self._layer_scores(X) @ self.alpha_
+        with np.errstate(over="ignore", invalid="ignore"):
+            scores = self._layer_scores(X) @ self.layer_weights_
+        return check_scores(
+            scores, X.dtype, "MultiMahalanobis", "weighted sum of squared distances"
+        )
 
-    def _learn_alpha(self, X, y):
+    def _learn_weights(self, X, y):
         if y is None or not (np.any(y >= 0) and np.any(y < 0)):
             raise ValueError(
-                "Learning alpha needs in-distribution rows (y >= 0) and "
+                "Learning layer_weights needs in-distribution rows (y >= 0) and "
                 "out-of-distribution rows (y < 0)."
             )
         scores = self._layer_scores(X)
@@ -268,10 +300,10 @@ class MultiMahalanobis(GaussianLabelsMixin, PartialFitMixin, BaseDetector):
         scale[scale == 0] = 1.0
         model = LogisticRegression(max_iter=1000)
         model.fit((scores - center) / scale, (y >= 0).astype(int))
-        self.alpha_ = model.coef_[0] / scale
+        self.layer_weights_ = model.coef_[0] / scale
 
-    def fit_alpha(self, X, y):
-        """Learn ``alpha_`` on held-out rows, keeping the fitted Gaussians.
+    def fit_layer_weights(self, X, y):
+        """Learn ``layer_weights_`` on held-out rows, keeping the Gaussians.
 
         The weights are the coefficients of a logistic regression separating
         the ID rows (``y >= 0``) from the OOD rows (``y < 0``) by their layer
@@ -288,18 +320,18 @@ class MultiMahalanobis(GaussianLabelsMixin, PartialFitMixin, BaseDetector):
         Returns
         -------
         self : object
-            The detector, with new ``alpha_`` and ``offset_``.
+            The detector, with new ``layer_weights_`` and ``offset_``.
         """
         check_is_fitted(self)
         X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
-        self._learn_alpha(X, check_ood_labels(y, X.shape[0]))
+        self._learn_weights(X, check_ood_labels(y, X.shape[0]))
         self._set_offset_from_terms()
         return self
 
     # offset_ keeps the layer scores of the sampled fit rows, so that
-    # fit_alpha can re-threshold them under the new weights.
+    # fit_layer_weights can re-threshold them under the new weights.
     def _threshold_terms(self, X_id):
         return self._layer_scores(X_id)
 
     def _scores_from_terms(self, terms):
-        return terms @ self.alpha_
+        return terms @ self.layer_weights_

@@ -15,10 +15,10 @@ from sklearn_ood.detectors._head import check_head, head_logits
 from sklearn_ood.detectors._softmax import logsumexp64
 from sklearn_ood.utils._warnings import warn
 
-__all__ = ["ViM", "vim_default_dim"]
+__all__ = ["ViM", "vim_default_n_components"]
 
 
-def vim_default_dim(n_features):
+def vim_default_n_components(n_features):
     """Principal-subspace dimension ViM uses by default for a feature width.
 
     The authors' benchmark code uses 1000 for features of at least 2048
@@ -33,19 +33,39 @@ def vim_default_dim(n_features):
 
     Returns
     -------
-    dim : int
+    n_components : int
+        The dimension :math:`D` of the principal subspace.
 
     Examples
     --------
-    >>> from sklearn_ood.detectors._subspace import vim_default_dim
-    >>> vim_default_dim(2048), vim_default_dim(768), vim_default_dim(512)
-    (1000, 512, 256)
+    >>> from sklearn_ood.detectors._subspace import vim_default_n_components
+    >>> [vim_default_n_components(n) for n in (2048, 768, 512)]
+    [1000, 512, 256]
     """
     if n_features >= 2048:
         return 1000
     if n_features >= 768:
         return 512
     return n_features // 2
+
+
+def _row_norms(R):
+    """Euclidean norm of each row, without overflow for huge finite rows."""
+    with np.errstate(over="ignore"):
+        norms = np.linalg.norm(R, axis=1)
+    bad = np.isinf(norms)
+    if bad.any():  # rows whose squares overflow: scale by their largest entry
+        rows = R[bad]
+        top = np.max(np.abs(rows), axis=1)
+        with np.errstate(invalid="ignore"):
+            norms[bad] = top * np.linalg.norm(rows / top[:, None], axis=1)
+    return norms
+
+
+_FLOAT_RANGE = (
+    "Rescale the features (e.g. divide them by a power of ten, or fit a "
+    "StandardScaler on the in-distribution rows)."
+)
 
 
 class ViM(PartialFitMixin, BaseDetector):
@@ -55,10 +75,11 @@ class ViM(PartialFitMixin, BaseDetector):
     Matching", CVPR 2022. With head :math:`(W, b)` and logits
     :math:`l = Wx + b`, the features are taken relative to the origin
     :math:`u = -W^{+} b` (the point whose logits vanish, :math:`W^{+}` the
-    pseudo-inverse). :math:`P` spans the top ``dim`` eigenvectors of the
-    second-moment matrix :math:`\frac1n \sum_i (x_i - u)(x_i - u)^\top` of the
-    ID fit features (uncentred at :math:`u`, as in the paper's code), and
-    :math:`x^{P^\perp} = (I - PP^\top)(x - u)` is the residual. Then
+    pseudo-inverse). :math:`P` spans the top ``n_components`` (the paper's
+    :math:`D`) eigenvectors of the second-moment matrix :math:`\frac1n
+    \sum_i (x_i - u)(x_i - u)^\top` of the ID fit features (uncentred at
+    :math:`u`, as in the paper's code), and :math:`x^{P^\perp} = (I -
+    PP^\top)(x - u)` is the residual. Then
 
     .. math::
 
@@ -66,14 +87,22 @@ class ViM(PartialFitMixin, BaseDetector):
         \qquad
         \alpha = \frac{\sum_i \max_k l_k(x_i)}{\sum_i \lVert x_i^{P^\perp} \rVert}
 
-    with both sums over the ID fit rows. The paper's OOD probability, the
-    softmax weight of the virtual logit :math:`\alpha \lVert x^{P^\perp}\rVert`
-    among the real ones, is :math:`\sigma(-s(x))` (logistic sigmoid), so
-    ``score_samples`` ranks exactly as the paper; higher is more ID. This is
-    the score of the authors' code and of OpenOOD; pytorch-ood 0.4.0's ``ViM``
-    returns :math:`-s` (it computes in float32). pytorch-ood silently lowers a
-    ``d`` larger than the feature width to half of it; here ``dim`` must be
-    smaller than the width.
+    with both sums over the ID fit rows; :math:`\alpha` is the
+    ``residual_scale``. The paper's OOD probability, the softmax weight of
+    the virtual logit :math:`\alpha \lVert x^{P^\perp}\rVert` among the real
+    ones, is :math:`\sigma(-s(x))` (logistic sigmoid), so ``score_samples``
+    ranks exactly as the paper; higher is more ID. This is the score of the
+    authors' code and of OpenOOD; pytorch-ood 0.4.0's ``ViM`` returns
+    :math:`-s` (it computes in float32). pytorch-ood silently lowers a ``d``
+    larger than the feature width to half of it; here ``n_components`` must
+    be smaller than the width.
+
+    The score is not monotone in the logits, by design: a step of :math:`x`
+    that raises the largest logit (and the energy) may lengthen the residual
+    more, and then the score falls. A step :math:`tv` with :math:`v` in the
+    residual subspace, along the residual :math:`x^{P^\perp}`, changes the
+    energy by at most :math:`t \max_k |w_k^\top v|` but lowers
+    :math:`-\alpha \lVert x^{P^\perp} \rVert` by :math:`\alpha t`.
 
     The fit is a sum of second moments, so :meth:`partial_fit` streams: the
     moment matrix and the sum of maximum logits are exact. :math:`\alpha`'s
@@ -82,7 +111,15 @@ class ViM(PartialFitMixin, BaseDetector):
     sample of at most 10,000 rows that also sets ``offset_`` (see
     :class:`~sklearn_ood.base.PartialFitMixin`), each row's residual taken
     under the subspace of the call that brought it. ``fit`` matches it on
-    every row under the final subspace, as the paper does.
+    every row under the final subspace, as the paper does. A refused chunk
+    leaves the detector as it was.
+
+    Features of about :math:`10^{154}` or more overflow the float64 second
+    moments: ``fit`` and ``partial_fit`` raise a ``ValueError``. Scoring
+    takes residual norms without overflow, so a huge finite row gets its
+    finite score; a row whose logits or score leave the float
+    range (float32 for float32 input) makes ``score_samples`` raise a
+    ``ValueError``.
 
     Parameters
     ----------
@@ -91,55 +128,74 @@ class ViM(PartialFitMixin, BaseDetector):
         ``nn.Linear``, a fitted scikit-learn linear model, or a callable
         ``head(n_features)`` returning one of these (see
         :func:`~sklearn_ood.detectors.check_head`).
-    dim : int >= 0, default=None
+    n_components : int >= 0, default=None
         Dimension :math:`D` of the principal subspace; must be smaller than
-        the number of features. ``None`` uses :func:`vim_default_dim`: 1000
-        for :math:`N \ge 2048` features, 512 for :math:`N \ge 768`,
-        :math:`\lfloor N/2 \rfloor` otherwise.
-    alpha : float > 0, default=None
-        Scale :math:`\alpha` of the virtual logit; ``None`` matches it to the
-        fit data as above. The paper assumes a positive mean max logit; when
-        it is negative, a negative :math:`\alpha` would reward large
-        residuals, so its magnitude is used instead, with a warning. When the
-        fit rows seen lie inside the principal subspace (e.g. no more rows
-        than ``dim``, as after the first small ``partial_fit`` chunks), the
-        denominator vanishes: :math:`\alpha = 0` (the score is the energy)
-        until more rows arrive, with a warning.
+        the number of features. ``None`` uses
+        :func:`vim_default_n_components`: 1000 for :math:`N \ge 2048`
+        features, 512 for :math:`N \ge 768`, :math:`\lfloor N/2 \rfloor`
+        otherwise.
+    residual_scale : float > 0, default=None
+        Scale :math:`\alpha` of the virtual logit (the residual norm's
+        weight); ``None`` matches it to the fit data as above. The paper
+        assumes a positive mean max logit; when it is negative, a negative
+        :math:`\alpha` would reward large residuals, so its magnitude is
+        used instead, with a warning. When the fit rows seen lie inside the
+        principal subspace (e.g. no more rows than ``n_components``, as
+        after the first small ``partial_fit`` chunks), the denominator
+        vanishes: :math:`\alpha = 0` (the score is the energy) until more
+        rows arrive, with a warning.
     contamination : float in (0, 0.5], default=0.05
         Fraction of the ID fit rows rejected by ``predict``.
 
     Attributes
     ----------
-    W_ : ndarray of shape (n_classes, n_features)
-        Head weights.
-    b_ : ndarray of shape (n_classes,)
-        Head bias.
+    coef_ : ndarray of shape (n_classes, n_features)
+        Head weights :math:`W`.
+    intercept_ : ndarray of shape (n_classes,)
+        Head bias :math:`b`.
     origin_ : ndarray of shape (n_features,)
         The origin :math:`u = -W^{+} b`.
-    dim_ : int
-        Dimension of the principal subspace used.
-    components_ : ndarray of shape (dim_, n_features)
+    n_components_ : int
+        Dimension :math:`D` of the principal subspace used.
+    components_ : ndarray of shape (n_components_, n_features)
         Orthonormal basis of the principal subspace (rows), largest
         eigenvalue first.
-    residual_components_ : ndarray of shape (n_features - dim_, n_features)
+    residual_components_ : ndarray of shape (n_features - n_components_, n_features)
         Orthonormal basis of its orthogonal complement (rows).
     eigenvalues_ : ndarray of shape (n_features,)
         Eigenvalues of the second-moment matrix, in decreasing order.
-    alpha_ : float
-        Scale of the virtual logit.
+    residual_scale_ : float
+        Scale :math:`\alpha` of the virtual logit in use.
+    second_moment_sum_ : ndarray of shape (n_features, n_features)
+        :math:`\sum_i (x_i - u)(x_i - u)^\top` over the ID fit rows.
+    max_logit_sum_ : float
+        :math:`\sum_i \max_k l_k(x_i)` over the ID fit rows.
+    n_samples_seen_ : int
+        Number of ID fit rows.
     offset_ : float
         ``decision_function = score_samples - offset_``.
     n_features_in_ : int
         Number of feature columns.
 
+    See Also
+    --------
+    Energy : The score without the residual term.
+    NCI : Another head-aware score, from the features' angle to the head.
+    fDBD : Feature distances to the head's decision boundaries.
+    Mahalanobis : A Gaussian distance in feature space, without the head.
+    sklearn.decomposition.PCA : The principal subspace of centred data
+        (ViM's is uncentred, at the head's origin).
+
     Examples
     --------
     >>> import numpy as np
-    >>> from sklearn_ood.detectors._subspace import ViM
+    >>> from sklearn_ood.detectors import ViM
     >>> rng = np.random.default_rng(0)
     >>> W, b = rng.normal(size=(3, 6)), np.zeros(3)
     >>> X = rng.normal(size=(200, 6)) * [3, 3, 3, 0.1, 0.1, 0.1]
-    >>> vim = ViM(head=(W, b), dim=3).fit(X)
+    >>> vim = ViM(head=(W, b), n_components=3).fit(X)
+    >>> vim.components_.shape, vim.residual_components_.shape
+    ((3, 6), (3, 6))
     >>> far = np.array([[0.0, 0.0, 0.0, 5.0, 5.0, 5.0]])
     >>> bool(vim.score_samples(far)[0] < vim.offset_)
     True
@@ -148,91 +204,126 @@ class ViM(PartialFitMixin, BaseDetector):
     _parameter_constraints = {
         **BaseDetector._parameter_constraints,
         "head": [object],  # resolved and checked by check_head in fit
-        "dim": [Interval(Integral, 0, None, closed="left"), None],
-        "alpha": [Interval(Real, 0, None, closed="neither"), None],
+        "n_components": [Interval(Integral, 0, None, closed="left"), None],
+        "residual_scale": [Interval(Real, 0, None, closed="neither"), None],
     }
 
-    def __init__(self, head, dim=None, alpha=None, *, contamination=0.05):
+    def __init__(
+        self, head, n_components=None, residual_scale=None, *, contamination=0.05
+    ):
         super().__init__(contamination=contamination)
         self.head = head
-        self.dim = dim
-        self.alpha = alpha
+        self.n_components = n_components
+        self.residual_scale = residual_scale
 
     # ------------------------------------------------------------- streaming
     def _reset_stats(self, X, y):
         n_features = X.shape[1]
-        self.W_, self.b_ = check_head(self.head, n_features)
-        dim = vim_default_dim(n_features) if self.dim is None else self.dim
-        if dim >= n_features:
+        self.coef_, self.intercept_ = check_head(self.head, n_features)
+        n_components = (
+            vim_default_n_components(n_features)
+            if self.n_components is None
+            else self.n_components
+        )
+        if n_components >= n_features:
             raise ValueError(
-                f"dim={dim} must be smaller than the number of features "
-                f"({n_features}): the residual outside a {dim}-dimensional "
-                "principal subspace would be identically zero."
+                f"n_components={n_components} must be smaller than the number of "
+                f"features, n_features={n_features}: the residual outside a "
+                f"{n_components}-dimensional principal subspace would be "
+                "identically zero."
             )
-        self.dim_ = dim
+        self.n_components_ = n_components
         # The minimum-norm point whose logits vanish (exactly when W has full
         # row rank), as in the paper.
         # Singular values below max(C, d) * eps of the largest are rank noise:
         # NumPy's default cutoff (1e-15) keeps them for a rank-deficient head
         # and sends the origin to ~1e7.
-        cutoff = max(self.W_.shape) * np.finfo(np.float64).eps
-        self.origin_ = -np.linalg.pinv(self.W_, rcond=cutoff) @ self.b_
+        cutoff = max(self.coef_.shape) * np.finfo(np.float64).eps
+        self.origin_ = -np.linalg.pinv(self.coef_, rcond=cutoff) @ self.intercept_
         self.second_moment_sum_ = np.zeros((n_features, n_features))
         self.max_logit_sum_ = 0.0
 
     def _update_stats(self, X, y):
         Z = np.subtract(X, self.origin_, dtype=np.float64)
-        # Rebound, not updated in place, so that a refused chunk can be undone.
-        self.second_moment_sum_ = self.second_moment_sum_ + Z.T @ Z
-        self.max_logit_sum_ += float(head_logits(X, self.W_, self.b_).max(axis=1).sum())
+        with np.errstate(over="ignore", invalid="ignore"):
+            moment = Z.T @ Z
+            logits = head_logits(X, self.coef_, self.intercept_)
+            max_logit_sum = self.max_logit_sum_ + float(logits.max(axis=1).sum())
+        # Checked before anything is merged; rebound, never updated in place,
+        # so that partial_fit can restore the previous sums.
+        if not (np.all(np.isfinite(moment)) and np.isfinite(max_logit_sum)):
+            raise self._overflow_error()
+        second_moment_sum = self.second_moment_sum_ + moment
+        if not np.all(np.isfinite(second_moment_sum)):
+            raise self._overflow_error()
+        self.second_moment_sum_ = second_moment_sum
+        self.max_logit_sum_ = max_logit_sum
+
+    @staticmethod
+    def _overflow_error():
+        return ValueError(
+            "ViM's second moments (sums of squares of the features) or sums of "
+            "logits overflowed float64: the features hold values too large "
+            f"(about 1e154 or more). {_FLOAT_RANGE}"
+        )
 
     def _finalize_stats(self):
         moment = self.second_moment_sum_ / self.n_samples_seen_
-        eigenvalues, eigenvectors = np.linalg.eigh((moment + moment.T) / 2)
+        # Eigenvectors of the moment scaled to entries <= 1, so that LAPACK's
+        # intermediate sums stay in range; eigenvalues scaled back.
+        scale = float(np.max(np.abs(moment)))
+        scale = scale if scale > 0 else 1.0
+        moment = moment / scale
+        try:
+            eigenvalues, eigenvectors = np.linalg.eigh((moment + moment.T) / 2)
+        except np.linalg.LinAlgError as exc:  # pragma: no cover - finite input
+            raise self._overflow_error() from exc
         order = np.argsort(eigenvalues)[::-1]
         eigenvalues, eigenvectors = eigenvalues[order], eigenvectors[:, order]
-        self.eigenvalues_ = eigenvalues
-        self.components_ = np.ascontiguousarray(eigenvectors[:, : self.dim_].T)
-        self.residual_components_ = np.ascontiguousarray(eigenvectors[:, self.dim_ :].T)
-        if self.alpha is not None:
-            self.alpha_ = float(self.alpha)
+        self.eigenvalues_ = eigenvalues * scale
+        D = self.n_components_
+        self.components_ = np.ascontiguousarray(eigenvectors[:, :D].T)
+        self.residual_components_ = np.ascontiguousarray(eigenvectors[:, D:].T)
+        if self.residual_scale is not None:
+            self.residual_scale_ = float(self.residual_scale)
 
     def _fit(self, X, y):
         super()._fit(X, y)
         # The paper matches alpha on the whole training set.
-        self._set_alpha(X)
+        self._set_residual_scale(X)
 
     # offset_ keeps each sampled row's energy and residual, so that it follows
-    # alpha_ when a stream re-matches it.
+    # residual_scale_ when a stream re-matches it.
     def _threshold_terms(self, X_id):
-        energy = logsumexp64(head_logits(X_id, self.W_, self.b_))
+        energy = logsumexp64(head_logits(X_id, self.coef_, self.intercept_))
         return np.column_stack([energy, self._residual(X_id)])
 
     def _scores_from_terms(self, terms):
-        return terms[:, 0] - self.alpha_ * terms[:, 1]
+        return terms[:, 0] - self.residual_scale_ * terms[:, 1]
 
     def _add_offset_terms(self, terms, n_before):
         super()._add_offset_terms(terms, n_before)
         # A stream cannot be revisited: alpha is matched on the sampled
         # residuals (every row's while <= 10,000 were seen).
-        if self.alpha is None:
-            self.alpha_ = self._matched_alpha(self._offset_terms_[:, 1])
+        if self.residual_scale is None:
+            self.residual_scale_ = self._matched_scale(self._offset_terms_[:, 1])
 
-    def _set_alpha(self, X_id):
-        if self.alpha is None:
-            self.alpha_ = self._matched_alpha(self._residual(X_id))
+    def _set_residual_scale(self, X_id):
+        if self.residual_scale is None:
+            self.residual_scale_ = self._matched_scale(self._residual(X_id))
 
-    def _matched_alpha(self, residual):
+    def _matched_scale(self, residual):
         mean_residual = float(residual.mean())
-        # Residuals below sqrt(eps) of the typical norm are eigen-solver noise.
-        rms_norm = np.sqrt(np.trace(self.second_moment_sum_) / self.n_samples_seen_)
+        # Residuals below sqrt(eps) of the typical norm are eigen-solver noise;
+        # the typical norm is sqrt(trace) of the moment, taken without overflow.
+        rms_norm = float(_row_norms(np.sqrt(np.maximum(self.eigenvalues_, 0))[None])[0])
         if not mean_residual > np.sqrt(np.finfo(np.float64).eps) * rms_norm:
             warn(
-                f"ViM cannot match alpha: the {self.n_samples_seen_} fit rows seen lie "
-                f"in the {self.dim_}-dimensional principal subspace (zero "
-                "residual), so alpha_ = 0 and the score is the plain energy. Fit "
-                "on more rows (or keep calling partial_fit), lower dim, or pass "
-                "alpha.",
+                f"ViM cannot match residual_scale: the {self.n_samples_seen_} fit "
+                f"rows seen lie in the {self.n_components_}-dimensional principal "
+                "subspace (zero residual), so residual_scale_ = 0 and the score "
+                "is the plain energy. Fit on more rows (or keep calling "
+                "partial_fit), lower n_components, or pass residual_scale.",
                 UserWarning,
             )
             return 0.0
@@ -240,8 +331,9 @@ class ViM(PartialFitMixin, BaseDetector):
         if mean_max_logit < 0:
             warn(
                 f"The mean max logit of the ViM fit rows is {mean_max_logit:.6g}; "
-                "a negative alpha would reward large residuals, so alpha uses its "
-                "magnitude. Pass alpha to choose the scale yourself.",
+                "a negative residual_scale would reward large residuals, so it "
+                "uses its magnitude. Pass residual_scale to choose the scale "
+                "yourself.",
                 UserWarning,
             )
         return abs(mean_max_logit) / mean_residual
@@ -250,8 +342,25 @@ class ViM(PartialFitMixin, BaseDetector):
     def _residual(self, X):
         """``||(x - o) projected off the principal subspace||`` of each row."""
         centred = np.subtract(X, self.origin_, dtype=np.float64)
-        return np.linalg.norm(centred @ self.residual_components_.T, axis=1)
+        with np.errstate(over="ignore", invalid="ignore"):
+            return _row_norms(centred @ self.residual_components_.T)
 
     def _score(self, X):
-        energy = logsumexp64(head_logits(X, self.W_, self.b_))
-        return energy - self.alpha_ * self._residual(X)
+        with np.errstate(over="ignore", invalid="ignore"):
+            energy = logsumexp64(head_logits(X, self.coef_, self.intercept_))
+            scores = energy - self.residual_scale_ * self._residual(X)
+        bad = ~(np.abs(scores) <= np.finfo(X.dtype).max)  # NaN, inf, float32
+        if bad.any():
+            rows = np.flatnonzero(bad)
+            raise ValueError(
+                f"ViM cannot score {rows.size} row(s) (the first is row {rows[0]}): "
+                f"their logits or score leave the {X.dtype} range. Such rows are "
+                "far out of distribution; rescale the features, or reject rows "
+                "with huge values before scoring"
+                + (
+                    "; float64 features give float64 scores."
+                    if X.dtype == np.float32
+                    else "."
+                )
+            )
+        return scores

@@ -1,11 +1,12 @@
 """Mahalanobis, RMD and GMM against float64 references written from the papers."""
 
+import pickle
 import warnings
 
 import numpy as np
 import pytest
 from _helpers import streamed_offset
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from scipy.spatial.distance import mahalanobis as scipy_mahalanobis
@@ -81,7 +82,7 @@ def ref_gmm(X, y, T, estimator="empirical", reg=0.0):
 @pytest.mark.parametrize("reg", [0.0, 0.3])
 def test_mahalanobis_matches_reference(estimator, reg):
     X, y, T = _data()
-    det = Mahalanobis(covariance=estimator, reg=reg).fit(X, y)
+    det = Mahalanobis(covariance_estimator=estimator, reg_covar=reg).fit(X, y)
     ref, cov = ref_mahalanobis(X, y, T, estimator, reg)
     np.testing.assert_array_equal(det.classes_, LABELS)
     np.testing.assert_allclose(det.covariance_, cov, rtol=1e-12, atol=1e-12)
@@ -93,7 +94,7 @@ def test_shrinkage_matches_sklearn_on_class_centred_rows():
     X, y, _ = _data(n=40, d=12)  # few rows: noticeable shrinkage
     _, centred = ref_means_and_within(X, y)
     for estimator, func in [("ledoit_wolf", ledoit_wolf), ("oas", oas)]:
-        det = Mahalanobis(covariance=estimator).fit(X, y)
+        det = Mahalanobis(covariance_estimator=estimator).fit(X, y)
         assert det.shrinkage_ == pytest.approx(func(centred)[1], rel=1e-10)
         assert det.shrinkage_ > 0.05
 
@@ -118,7 +119,7 @@ def test_rmd_matches_reference():
 )
 def test_gmm_matches_scipy_logpdf(estimator, reg):
     X, y, T = _data()
-    det = GMM(covariance=estimator, reg=reg).fit(X, y)
+    det = GMM(covariance_estimator=estimator, reg_covar=reg).fit(X, y)
     np.testing.assert_allclose(det.priors_, np.bincount(y)[LABELS] / len(y))
     expected = ref_gmm(X, y, T, estimator, reg)
     np.testing.assert_allclose(det.score_samples(T), expected, rtol=1e-10)
@@ -126,7 +127,7 @@ def test_gmm_matches_scipy_logpdf(estimator, reg):
 
 def test_gmm_ledoit_wolf_per_class_shrinkage():
     X, y, T = _data(n=90, d=8)
-    det = GMM(covariance="ledoit_wolf").fit(X, y)
+    det = GMM(covariance_estimator="ledoit_wolf").fit(X, y)
     expected = [ledoit_wolf(X[y == k])[1] for k in LABELS]
     np.testing.assert_allclose(det.shrinkage_, expected, rtol=1e-10)
     np.testing.assert_allclose(
@@ -175,10 +176,10 @@ def test_mahalanobis_and_rmd_agree_with_pytorch_ood(torch64):
     n = len(X)
     Xt, yt, Tt = (torch64.from_numpy(a) for a in (X, y, T))
     # They invert the undivided scatter N * Sigma plus 1e-6 I: reg = 1e-6 / N.
-    ours = Mahalanobis(reg=1e-6 / n).fit(X, y).score_samples(T)
+    ours = Mahalanobis(reg_covar=1e-6 / n).fit(X, y).score_samples(T)
     theirs = TorchMahalanobis(None).fit_features(Xt, yt).predict_features(Tt)
     np.testing.assert_allclose(ours, -2 * n * theirs.numpy(), rtol=1e-9)
-    ours = RMD(reg=1e-6 / n).fit(X, y).score_samples(T)
+    ours = RMD(reg_covar=1e-6 / n).fit(X, y).score_samples(T)
     theirs = TorchRMD(None).fit_features(Xt, yt).predict_features(Tt)
     np.testing.assert_allclose(ours, -n * theirs.numpy(), rtol=1e-8)
 
@@ -188,7 +189,7 @@ def test_gmm_agrees_with_pytorch_ood(torch64):
 
     X, y, T = _data(labels=np.arange(3))
     Xt, yt, Tt = (torch64.from_numpy(a) for a in (X, y, T))
-    ours = GMM(reg=1e-6).fit(X, y).score_samples(T)
+    ours = GMM(reg_covar=1e-6).fit(X, y).score_samples(T)
     theirs = TorchGMM(None, reg=1e-6).fit_features(Xt, yt).predict_features(Tt)
     np.testing.assert_allclose(ours, -theirs.numpy(), rtol=1e-10)
 
@@ -196,11 +197,11 @@ def test_gmm_agrees_with_pytorch_ood(torch64):
 # ------------------------------------------------------------------ streaming
 STREAMING = [
     Mahalanobis(),
-    Mahalanobis(covariance="oas", reg=0.1),
+    Mahalanobis(covariance_estimator="oas", reg_covar=0.1),
     RMD(),
-    RMD(covariance="oas"),
+    RMD(covariance_estimator="oas"),
     GMM(),
-    GMM(covariance="oas"),
+    GMM(covariance_estimator="oas"),
 ]
 
 
@@ -232,10 +233,10 @@ def test_partial_fit_in_chunks_equals_fit(det):
 
 def test_partial_fit_ledoit_wolf_is_close_and_exact_for_one_chunk():
     X, y, T = _data(n=300, d=10)
-    whole = Mahalanobis(covariance="ledoit_wolf").fit(X, y)
-    one = Mahalanobis(covariance="ledoit_wolf").partial_fit(X, y)
+    whole = Mahalanobis(covariance_estimator="ledoit_wolf").fit(X, y)
+    one = Mahalanobis(covariance_estimator="ledoit_wolf").partial_fit(X, y)
     assert one.shrinkage_ == pytest.approx(whole.shrinkage_, rel=1e-12)
-    stream = Mahalanobis(covariance="ledoit_wolf")
+    stream = Mahalanobis(covariance_estimator="ledoit_wolf")
     for rows in np.array_split(np.arange(len(X)), 5):
         stream.partial_fit(X[rows], y[rows])
     # Fourth moments about the running class means: a close approximation.
@@ -298,7 +299,11 @@ def test_no_warning_when_shrinkage_or_reg_makes_it_invertible():
     X, y, T = _data(n=20, d=30)  # N - K < d
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        for det in [Mahalanobis(covariance="oas"), Mahalanobis(reg=0.1), RMD(reg=1.0)]:
+        for det in [
+            Mahalanobis(covariance_estimator="oas"),
+            Mahalanobis(reg_covar=0.1),
+            RMD(reg_covar=1.0),
+        ]:
             assert det.fit(X, y).ridge_ == 0.0
             assert np.all(np.isfinite(det.score_samples(T)))
 
@@ -326,9 +331,9 @@ def test_rmd_requires_labels():
 @pytest.mark.parametrize(
     "params, match",
     [
-        ({"covariance": "shrunk"}, "covariance"),
-        ({"covariance": 0.1}, "covariance"),
-        ({"reg": -1.0}, "reg"),
+        ({"covariance_estimator": "shrunk"}, "covariance_estimator"),
+        ({"covariance_estimator": 0.1}, "covariance_estimator"),
+        ({"reg_covar": -1.0}, "reg_covar"),
     ],
 )
 @pytest.mark.parametrize("cls", [Mahalanobis, RMD, GMM])
@@ -350,7 +355,7 @@ def test_bad_input():
     with pytest.raises(ValueError, match="pass y=None"):
         Mahalanobis().partial_fit(X).partial_fit(X, y)
     with pytest.raises(ValueError, match="ledoit_wolf"):
-        det.set_params(covariance="ledoit_wolf").partial_fit(X, y)
+        det.set_params(covariance_estimator="ledoit_wolf").partial_fit(X, y)
     with pytest.raises(ValueError, match="overflowed float64"):
         GMM().fit(X * 1e160, y)
 
@@ -410,14 +415,216 @@ def test_scores_bounded_by_the_densest_class(seed, d):
     assert np.all(Mahalanobis().fit(X, y).score_samples(T) <= 0)
 
 
-def test_gmm_refuses_covariances_larger_than_memory(monkeypatch):
+class _NumpyWithLittleMemory:
+    """``numpy`` for the Gaussian helpers, where an allocation of more than
+    ``limit`` floats fails as a real one does (``MemoryError``)."""
+
+    def __init__(self, limit, fail="both"):
+        self.limit, self.fail = limit, fail
+
+    def __getattr__(self, name):
+        return getattr(np, name)
+
+    def _check(self, shape, kind):
+        if self.fail in (kind, "both") and np.prod(shape) > self.limit:
+            raise MemoryError(f"Unable to allocate an array with shape {shape}")
+
+    def zeros(self, shape, *args, **kwargs):
+        self._check(shape, "zeros")
+        return np.zeros(shape, *args, **kwargs)
+
+    def empty(self, shape, *args, **kwargs):
+        self._check(shape, "empty")
+        return np.empty(shape, *args, **kwargs)
+
+
+def test_gmm_memory_error_says_what_was_allocated(monkeypatch):
     import sklearn_ood.detectors._gaussian as gaussian
 
-    monkeypatch.setattr(gaussian, "_available_memory", lambda: 10_000)
     X = np.random.default_rng(0).normal(size=(40, 6))
     y = np.repeat([0, 1], 20)
-    # 2 matrices (scatter, whitening) x 2 classes x 6 x 6 float64 = 1,152
-    # bytes: fits.
-    GMM().fit(X, y)
-    with pytest.raises(MemoryError, match="per-class covariances of 2 classes"):
-        GMM().fit(np.hstack([X, X, X]), y)  # 10,368 bytes: does not
+    X_wide = np.hstack([X] * 6)  # 2 classes x 36 x 36 = 2,592 floats
+    # The 36 x 36 within-class scatter (1,296 floats) fits, not 2 x 36 x 36.
+    monkeypatch.setattr(gaussian, "np", _NumpyWithLittleMemory(2_000))
+    det = GMM().fit(X, y)  # 2 x 6 x 6 = 72 floats: fits
+    with pytest.raises(
+        MemoryError, match=r"scatter matrices of 2 classes x 36 features"
+    ) as info:
+        GMM().fit(X_wide, y)
+    assert "GiB of float64" in str(info.value)
+    assert "tied covariance" in str(info.value)  # what to do
+    # The inverse Cholesky factors: one block, asked for at once.
+    monkeypatch.setattr(gaussian, "np", _NumpyWithLittleMemory(2_000, "empty"))
+    with pytest.raises(MemoryError, match="inverse Cholesky factors of 2 classes"):
+        GMM().fit(X_wide, y)
+    monkeypatch.setattr(gaussian, "np", _NumpyWithLittleMemory(50, "empty"))
+    with pytest.raises(MemoryError, match="the covariances of 2 classes x 6"):
+        _ = det.covariances_
+
+
+def test_gmm_memory_error_in_partial_fit_leaves_the_detector(monkeypatch):
+    import sklearn_ood.detectors._gaussian as gaussian
+
+    X, y, _ = _data(n=80, d=6, labels=np.arange(2))
+    det = GMM().partial_fit(X[:40], y[:40])
+    before = pickle.dumps(det.__dict__)
+    # The copy of the 2 x 6 x 6 scatters that keeps the old ones restorable.
+    monkeypatch.setattr(gaussian, "np", _NumpyWithLittleMemory(60, "empty"))
+    with pytest.raises(MemoryError, match="a copy of the scatter matrices"):
+        det.partial_fit(X[40:], y[40:])
+    assert pickle.dumps(det.__dict__) == before
+
+
+def test_fit_copies_no_statistics(monkeypatch):
+    """Only a partial_fit on statistics that hold rows copies them."""
+    from sklearn_ood.detectors._gaussian import ClassStats
+
+    def refuse(self):
+        raise AssertionError("fit copied the statistics")
+
+    monkeypatch.setattr(ClassStats, "_own_arrays", refuse)
+    X, y, _ = _data(n=60)
+    for cls in (Mahalanobis, RMD, GMM):
+        cls().fit(X, y)
+        cls().partial_fit(X, y)
+        with pytest.raises(AssertionError, match="copied"):
+            cls().partial_fit(X[:40], y[:40]).partial_fit(X[40:], y[40:])
+
+
+# ------------------------------------------------ refused partial_fit chunks
+def _stream(det, chunks):
+    for X, y in chunks:
+        det.partial_fit(X, y)
+    return det
+
+
+def _refused_chunks(cls, X, y):
+    """Chunks that each detector refuses, and the error they raise."""
+    yield "overflow", (X[:20] * 1e200, y[:20]), "overflowed float64"
+    # Rows equal within each class: no scatter of their own, but the term
+    # that merges their mean with the previous one, n_a n_b / n (1e154)^2,
+    # overflows.
+    yield "merge term", (np.full((4, X.shape[1]), 1e154), y[:4]), "overflowed"
+    if cls is GMM:  # a new class with a single row: no covariance for it
+        yield "one-row class", (X[:5], np.r_[y[:4], 99]), "only one sample"
+    yield "unlabelled", (X[:20], None), "pass y|requires y"
+
+
+@pytest.mark.parametrize("cls", [Mahalanobis, RMD, GMM])
+def test_refused_partial_fit_chunk_leaves_the_detector_unchanged(cls):
+    X, y, T = _data(n=150)
+    good = [(X[:60], y[:60]), (X[60:110], y[60:110]), (X[110:], y[110:])]
+    for name, bad, match in _refused_chunks(cls, X, y):
+        det = cls().partial_fit(*good[0])
+        before = pickle.dumps(det.__dict__)
+        with pytest.raises(ValueError, match=match):
+            det.partial_fit(*bad)
+        assert pickle.dumps(det.__dict__) == before, name
+        # Later chunks work, and equal the stream that never saw the bad one.
+        _stream(det, good[1:])
+        clean = _stream(cls(), good)
+        assert pickle.dumps(det.__dict__) == pickle.dumps(clean.__dict__), name
+        np.testing.assert_array_equal(det.score_samples(T), clean.score_samples(T))
+
+
+def test_gmm_refuses_a_new_class_with_one_row_then_accepts_two():
+    X, y, _ = _data(n=60)
+    det = GMM().partial_fit(X[:40], y[:40])
+    with pytest.raises(ValueError, match=r"class\(es\) \[99\]"):
+        det.partial_fit(X[40:41], [99])
+    np.testing.assert_array_equal(det.classes_, LABELS)
+    with pytest.warns(SingularCovarianceWarning, match="class\\(es\\) 99"):
+        det.partial_fit(X[40:42], [99, 99])  # 2 rows, 5 features: singular
+    np.testing.assert_array_equal(det.classes_, [*LABELS, 99])
+
+
+# --------------------------------------------------- beyond the float range
+@pytest.mark.parametrize("scale", [1e155, 1e200])
+@pytest.mark.parametrize("cls", [Mahalanobis, RMD, GMM])
+def test_fit_and_score_beyond_the_float_range_raise(cls, scale):
+    X, y, T = _data(n=60)
+    with pytest.raises(ValueError, match="overflowed float64.*Rescale"):
+        cls().fit(X * scale, y)
+    det = cls().fit(X, y)
+    T = T.copy()
+    T[3] *= scale
+    with pytest.raises(
+        ValueError, match=r"cannot score 1 row\(s\) \(the first is row 3\).*float64"
+    ):
+        det.score_samples(T)
+    with pytest.raises(ValueError, match="beyond the float64 range"):
+        det.predict(T)
+    # The other rows are fine.
+    assert np.all(np.isfinite(det.score_samples(np.delete(T, 3, axis=0))))
+
+
+@pytest.mark.parametrize("cls", [Mahalanobis, RMD, GMM])
+def test_float32_scores_beyond_the_float32_range_raise(cls):
+    X, y, T = _data(n=60)
+    det = cls().fit(X.astype(np.float32), y)
+    T32 = T.astype(np.float32)
+    T32[0] = 1e20  # a float32 value, but the squared distance is ~1e40
+    with pytest.raises(ValueError, match="float32 range.*features as float64"):
+        det.score_samples(T32)
+    # In float64 the same row has a finite score.
+    assert np.isfinite(det.score_samples(T32.astype(np.float64))[0])
+
+
+def test_shrinkage_is_scale_free_up_to_the_float_range():
+    """OAS and the empirical covariance work on features of ~1e80, whose
+    squared entries overflow; Ledoit-Wolf's fourth powers then overflow and
+    say so."""
+    X, y, T = _data(n=60)
+    for estimator in ("empirical", "oas"):
+        det = Mahalanobis(covariance_estimator=estimator)
+        np.testing.assert_allclose(
+            det.fit(X * 1e80, y).score_samples(T * 1e80),
+            det.fit(X, y).score_samples(T),
+            rtol=1e-9,
+        )
+    with pytest.raises(ValueError, match="fourth powers.*'oas'"):
+        Mahalanobis(covariance_estimator="ledoit_wolf").fit(X * 1e80, y)
+
+
+# -------------------------------------------------------------- monotonicity
+@st.composite
+def rays(draw):
+    """One Gaussian's fit data, a direction and increasing distances."""
+    d = draw(st.integers(1, 5))
+    seed = draw(st.integers(0, 2**16))
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(40, d)) @ (np.eye(d) + 0.5 * rng.normal(size=(d, d)))
+    X += 10 * rng.normal(size=d)
+    direction = draw(arrays(np.float64, d, elements=st.floats(-1, 1)))
+    assume(np.linalg.norm(direction) > 1e-3)
+    # Steps of at least 1 % make the score differences far above rounding.
+    steps = draw(st.lists(st.floats(0.01, 3.0), min_size=2, max_size=8))
+    t = np.concatenate([[0.0], np.cumsum(steps)])
+    estimator = draw(st.sampled_from(sorted(["empirical", "ledoit_wolf", "oas"])))
+    reg_covar = draw(st.sampled_from([0.0, 0.1]))
+    return X, direction, t, estimator, reg_covar
+
+
+@given(rays())
+def test_scores_fall_along_a_ray_leaving_a_single_gaussians_mean(ray):
+    X, direction, t, estimator, reg_covar = ray
+    for cls in (Mahalanobis, GMM):
+        det = cls(covariance_estimator=estimator, reg_covar=reg_covar).fit(X)
+        points = det.means_[0] + t[:, None] * direction
+        scores = det.score_samples(points)
+        assert np.all(np.diff(scores) < 0), (cls.__name__, scores)
+
+
+def test_rmd_is_not_monotone_along_a_ray_leaving_a_class_mean():
+    """The counterexample of RMD's docstring: from a class mean, a small step
+    away from the background mean raises the score."""
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1], 200)
+    X = rng.normal(size=(400, 1)) + np.where(y == 1, 5.0, -5.0)[:, None]
+    det = RMD().fit(X, y)
+    mean = det.means_[1]  # about +5; the background mean is about 0
+    steps = mean + np.array([[0.0], [0.05], [0.1]])
+    scores = det.score_samples(steps)
+    assert np.all(np.diff(scores) > 0)  # moving away scores *higher*
+    # Mahalanobis on the same data falls along the same steps.
+    assert np.all(np.diff(Mahalanobis().fit(X, y).score_samples(steps)) < 0)

@@ -1,5 +1,7 @@
 """MultiMahalanobis (Lee et al. 2018 feature ensemble) against the formula."""
 
+import pickle
+
 import numpy as np
 import pytest
 from _helpers import streamed_offset
@@ -36,14 +38,14 @@ def ref_layer_score(X, y, T):
 
 def test_matches_weighted_sum_of_layer_references():
     X, y, T = _layers()
-    alpha = np.array([0.7, -1.5])
-    det = MultiMahalanobis(groups=[3, 4], alpha=alpha).fit(X, y)
+    weights = np.array([0.7, -1.5])
+    det = MultiMahalanobis(groups=[3, 4], layer_weights=weights).fit(X, y)
     layers = np.column_stack(
         [ref_layer_score(X[:, :3], y, T[:, :3]), ref_layer_score(X[:, 3:], y, T[:, 3:])]
     )
     np.testing.assert_allclose(det.layer_scores(T), layers, rtol=1e-10)
-    np.testing.assert_allclose(det.score_samples(T), layers @ alpha, rtol=1e-10)
-    np.testing.assert_array_equal(det.alpha_, alpha)
+    np.testing.assert_allclose(det.score_samples(T), layers @ weights, rtol=1e-10)
+    np.testing.assert_array_equal(det.layer_weights_, weights)
 
 
 def test_group_specifications_agree():
@@ -63,7 +65,7 @@ def test_group_specifications_agree():
 def test_default_is_one_group_and_y_none_is_one_class():
     X, y, T = _layers()
     det = MultiMahalanobis().fit(X)
-    assert len(det.groups_) == 1 and det.alpha_.tolist() == [1.0]
+    assert len(det.groups_) == 1 and det.layer_weights_.tolist() == [1.0]
     np.testing.assert_array_equal(det.classes_, [0])
     np.testing.assert_allclose(
         det.score_samples(T), ref_layer_score(X, np.zeros(len(X)), T), rtol=1e-10
@@ -74,11 +76,11 @@ def test_agrees_with_pytorch_ood():
     torch = pytest.importorskip("torch")
     detector_module = pytest.importorskip("pytorch_ood.detector")
     X, y, T = _layers()
-    n, alpha = len(X), [1.0, 2.5]
+    n, weights = len(X), [1.0, 2.5]
     old = torch.get_default_dtype()
     torch.set_default_dtype(torch.float64)  # their buffers use the default
     try:
-        theirs = detector_module.MultiMahalanobis([torch.nn.Identity()], alpha=alpha)
+        theirs = detector_module.MultiMahalanobis([torch.nn.Identity()], alpha=weights)
         yt = torch.from_numpy(y)
         theirs.fit_structured(
             [torch.from_numpy(X[:, :3]), torch.from_numpy(X[:, 3:])], yt
@@ -89,11 +91,13 @@ def test_agrees_with_pytorch_ood():
     finally:
         torch.set_default_dtype(old)
     # They invert N * Sigma + 1e-6 I and halve: ours is -2N times theirs.
-    ours = MultiMahalanobis(groups=[3, 4], alpha=alpha, reg=1e-6 / n).fit(X, y)
+    ours = MultiMahalanobis(
+        groups=[3, 4], layer_weights=weights, reg_covar=1e-6 / n
+    ).fit(X, y)
     np.testing.assert_allclose(ours.score_samples(T), -2 * n * their_scores, rtol=1e-9)
 
 
-# -------------------------------------------------------------- learned alpha
+# ------------------------------------------------------ learned layer weights
 def _with_ood(seed=0):
     """Layer 1 separates OOD rows, layer 2 is noise for them."""
     X, y, _ = _layers(n=300, seed=seed)
@@ -102,7 +106,7 @@ def _with_ood(seed=0):
     return X, y, X_ood
 
 
-def ref_alpha(layer_scores, is_id):
+def ref_weights(layer_scores, is_id):
     center, scale = layer_scores.mean(0), layer_scores.std(0)
     model = LogisticRegression(max_iter=1000).fit(
         (layer_scores - center) / scale, is_id
@@ -110,17 +114,17 @@ def ref_alpha(layer_scores, is_id):
     return model.coef_[0] / scale
 
 
-def test_alpha_learn_in_fit():
+def test_layer_weights_learned_in_fit():
     X, y, X_ood = _with_ood()
     X_all = np.vstack([X, X_ood])
     y_all = np.r_[y, -np.ones(len(X_ood), int)]
-    det = MultiMahalanobis(groups=[3, 4], alpha="learn").fit(X_all, y_all)
+    det = MultiMahalanobis(groups=[3, 4], layer_weights="learn").fit(X_all, y_all)
     # Gaussians from the ID rows only.
     plain = MultiMahalanobis(groups=[3, 4]).fit(X, y)
     np.testing.assert_allclose(det.layer_scores(X_all), plain.layer_scores(X_all))
-    expected = ref_alpha(plain.layer_scores(X_all), y_all >= 0)
-    np.testing.assert_allclose(det.alpha_, expected, rtol=1e-6)
-    assert det.alpha_[0] > abs(det.alpha_[1])
+    expected = ref_weights(plain.layer_scores(X_all), y_all >= 0)
+    np.testing.assert_allclose(det.layer_weights_, expected, rtol=1e-6)
+    assert det.layer_weights_[0] > abs(det.layer_weights_[1])
     assert det.offset_ == pytest.approx(
         np.percentile(det.score_samples(X), 5), rel=1e-12
     )
@@ -128,32 +132,32 @@ def test_alpha_learn_in_fit():
     assert auc > roc_auc_score(y_all >= 0, plain.score_samples(X_all))
 
 
-def test_fit_alpha_on_held_out_rows():
+def test_fit_layer_weights_on_held_out_rows():
     X, y, X_ood = _with_ood()
     train, val = np.arange(200), np.arange(200, 300)
     det = MultiMahalanobis(groups=[3, 4]).fit(X[train], y[train])
     X_val = np.vstack([X[val], X_ood])
     y_val = np.r_[y[val], -np.ones(len(X_ood), int)]
-    assert det.fit_alpha(X_val, y_val) is det
-    expected = ref_alpha(det.layer_scores(X_val), y_val >= 0)
-    np.testing.assert_allclose(det.alpha_, expected, rtol=1e-6)
+    assert det.fit_layer_weights(X_val, y_val) is det
+    expected = ref_weights(det.layer_scores(X_val), y_val >= 0)
+    np.testing.assert_allclose(det.layer_weights_, expected, rtol=1e-6)
     # offset_ follows the new weights (ID fit rows, 5 % rejected).
     assert det.offset_ == pytest.approx(
         np.percentile(det.score_samples(X[train]), 5), rel=1e-12
     )
 
 
-def test_alpha_learn_errors():
+def test_learned_layer_weights_errors():
     X, y, _ = _layers()
     with pytest.raises(ValueError, match="requires y"):
-        MultiMahalanobis(alpha="learn").fit(X)
+        MultiMahalanobis(layer_weights="learn").fit(X)
     with pytest.raises(ValueError, match="out-of-distribution rows"):
-        MultiMahalanobis(alpha="learn").fit(X, y)
+        MultiMahalanobis(layer_weights="learn").fit(X, y)
     with pytest.raises(ValueError, match="cannot stream"):
-        MultiMahalanobis(alpha="learn").partial_fit(X, y)
+        MultiMahalanobis(layer_weights="learn").partial_fit(X, y)
     det = MultiMahalanobis().fit(X, y)
     with pytest.raises(ValueError, match="out-of-distribution rows"):
-        det.fit_alpha(X, y)
+        det.fit_layer_weights(X, y)
 
 
 # ------------------------------------------------------------------ streaming
@@ -161,7 +165,9 @@ def test_partial_fit_in_chunks_equals_fit():
     X, y, T = _layers(n=240)
     order = np.argsort(y == 2, kind="stable")  # class 2 only in the last chunks
     X, y = X[order], y[order]
-    det = MultiMahalanobis(groups=[np.array([0, 4, 5]), [1, 2, 3, 6]], alpha=[1, 3])
+    det = MultiMahalanobis(
+        groups=[np.array([0, 4, 5]), [1, 2, 3, 6]], layer_weights=[1, 3]
+    )
     whole = det.fit(X, y)
     expected, offset = whole.score_samples(T), whole.offset_
     stream = MultiMahalanobis(**det.get_params())
@@ -178,6 +184,57 @@ def test_partial_fit_in_chunks_equals_fit():
     assert stream_64.offset_ == pytest.approx(offset, rel=0.5)
     # float32 chunks: float64 sums of the rounded values, close to the fit.
     np.testing.assert_allclose(stream.score_samples(T), expected, rtol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        ("overflow", "overflowed float64"),
+        ("overflow in one group", "overflowed float64"),
+        ("unlabelled", "pass y"),
+    ],
+)
+def test_refused_partial_fit_chunk_leaves_the_detector_unchanged(bad, match):
+    X, y, T = _layers(n=150)
+    good = [(X[:60], y[:60]), (X[60:110], y[60:110]), (X[110:], y[110:])]
+    params = {"groups": [3, 4], "layer_weights": [1.0, 2.0]}
+    det = MultiMahalanobis(**params).partial_fit(*good[0])
+    before = pickle.dumps(det.__dict__)
+    if bad == "overflow":
+        chunk = (X[:20] * 1e200, y[:20])
+    elif bad == "overflow in one group":  # the first group's sums are fine
+        chunk = (X[:20] * np.r_[1, 1, 1, 1e200, 1e200, 1e200, 1e200], y[:20])
+    else:
+        chunk = (X[:20], None)
+    with pytest.raises(ValueError, match=match):
+        det.partial_fit(*chunk)
+    assert pickle.dumps(det.__dict__) == before
+    for chunk in good[1:]:
+        det.partial_fit(*chunk)
+    clean = MultiMahalanobis(**params)
+    for chunk in good:
+        clean.partial_fit(*chunk)
+    assert pickle.dumps(det.__dict__) == pickle.dumps(clean.__dict__)
+    np.testing.assert_array_equal(det.score_samples(T), clean.score_samples(T))
+
+
+@pytest.mark.parametrize("scale", [1e155, 1e200])
+def test_fit_and_score_beyond_the_float_range_raise(scale):
+    X, y, T = _layers(n=60)
+    with pytest.raises(ValueError, match="overflowed float64.*Rescale"):
+        MultiMahalanobis(groups=[3, 4]).fit(X * scale, y)
+    det = MultiMahalanobis(groups=[3, 4], layer_weights=[1.0, 0.0]).fit(X, y)
+    T = T.copy()
+    T[2, 4:] *= scale  # only in the second group, whose weight is 0
+    for score in (det.score_samples, det.layer_scores):
+        with pytest.raises(
+            ValueError, match=r"cannot score 1 row\(s\) \(the first is row 2\)"
+        ):
+            score(T)
+    # Infinite weighted sums of finite layer scores are refused as well.
+    det.layer_weights_ = np.array([1e308, 1e308])
+    with pytest.raises(ValueError, match="weighted sum.*float64 range"):
+        det.score_samples(T[:2])
 
 
 # --------------------------------------------------------------------- errors
@@ -201,11 +258,11 @@ def test_bad_groups(groups, match):
         MultiMahalanobis(groups=groups).fit(X, y)
 
 
-@pytest.mark.parametrize("alpha", [[1.0], [1.0, np.nan], "auto"])
-def test_bad_alpha(alpha):
+@pytest.mark.parametrize("weights", [[1.0], [1.0, np.nan], "auto"])
+def test_bad_layer_weights(weights):
     X, y, _ = _layers()
-    with pytest.raises(ValueError, match="alpha"):
-        MultiMahalanobis(groups=[3, 4], alpha=alpha).fit(X, y)
+    with pytest.raises(ValueError, match="layer_weights"):
+        MultiMahalanobis(groups=[3, 4], layer_weights=weights).fit(X, y)
 
 
 # ------------------------------------------------------- hypothesis property
@@ -216,9 +273,9 @@ def test_any_partition_is_the_weighted_sum_of_its_groups(seed, random):
     random.shuffle(columns)
     cut = random.randint(1, 4)
     groups = [columns[:cut], columns[cut:]]
-    alpha = [random.uniform(-2, 2), random.uniform(-2, 2)]
-    det = MultiMahalanobis(groups=groups, alpha=alpha).fit(X, y)
+    weights = [random.uniform(-2, 2), random.uniform(-2, 2)]
+    det = MultiMahalanobis(groups=groups, layer_weights=weights).fit(X, y)
     expected = sum(
-        a * ref_layer_score(X[:, g], y, T[:, g]) for a, g in zip(alpha, groups)
+        a * ref_layer_score(X[:, g], y, T[:, g]) for a, g in zip(weights, groups)
     )
     np.testing.assert_allclose(det.score_samples(T), expected, rtol=1e-7, atol=1e-7)

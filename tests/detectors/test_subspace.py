@@ -1,5 +1,6 @@
 """ViM against a float64 reference written from the paper and pytorch-ood."""
 
+import pickle
 import warnings
 
 import numpy as np
@@ -11,7 +12,7 @@ from scipy.special import logsumexp
 from sklearn.covariance import EmpiricalCovariance
 from sklearn.linear_model import LogisticRegression
 
-from sklearn_ood.detectors._subspace import ViM, vim_default_dim
+from sklearn_ood.detectors._subspace import ViM, vim_default_n_components
 
 
 def _problem(n=150, d=8, c=4, noise=1.5, seed=0):
@@ -26,7 +27,8 @@ def _problem(n=150, d=8, c=4, noise=1.5, seed=0):
 
 # ---------------------------------------------------------------- reference
 def ref_vim(X_fit, X, W, b, dim, alpha=None):
-    """The paper's recipe, written with lstsq / EmpiricalCovariance / eig."""
+    """The paper's recipe, written with lstsq / EmpiricalCovariance / eig
+    (``dim`` is the paper's D, ``alpha`` its residual scale)."""
     # Minimum-norm u with W u = -b (pinv(W) @ -b, computed differently).
     u = np.linalg.lstsq(W, -b, rcond=None)[0]
     cov = EmpiricalCovariance(assume_centered=True).fit(X_fit - u).covariance_
@@ -44,11 +46,11 @@ def ref_vim(X_fit, X, W, b, dim, alpha=None):
 def test_matches_float64_reference(dim):
     X, _, W, b = _problem()
     X_test = np.vstack([_problem(n=20, seed=1)[0], 4 * _problem(n=10, seed=2)[0]])
-    det = ViM(head=(W, b), dim=dim).fit(X)
+    det = ViM(head=(W, b), n_components=dim).fit(X)
     used_dim = 4 if dim is None else dim
     expected, alpha = ref_vim(X, X_test, W, b, used_dim)
-    assert det.dim_ == used_dim
-    np.testing.assert_allclose(det.alpha_, alpha, rtol=1e-10)
+    assert det.n_components_ == used_dim
+    np.testing.assert_allclose(det.residual_scale_, alpha, rtol=1e-10)
     np.testing.assert_allclose(
         det.score_samples(X_test), expected, rtol=1e-10, atol=1e-10
     )
@@ -56,28 +58,30 @@ def test_matches_float64_reference(dim):
     assert det.offset_ == pytest.approx(np.percentile(fit_scores, 5), rel=1e-10)
 
 
-def test_given_alpha_is_used():
+def test_given_residual_scale_is_used():
     X, _, W, b = _problem()
-    det = ViM(head=(W, b), dim=3, alpha=0.25).fit(X)
-    assert det.alpha_ == 0.25
+    det = ViM(head=(W, b), n_components=3, residual_scale=0.25).fit(X)
+    assert det.residual_scale_ == 0.25
     expected, _ = ref_vim(X, X, W, b, 3, alpha=0.25)
     np.testing.assert_allclose(det.score_samples(X), expected, rtol=1e-10)
 
 
 def test_score_is_minus_logit_of_the_papers_ood_probability():
     X, _, W, b = _problem()
-    det = ViM(head=(W, b), dim=3).fit(X)
+    det = ViM(head=(W, b), n_components=3).fit(X)
     logits = X @ W.T + b
     u = -np.linalg.pinv(W) @ b
     P = det.components_.T
-    virtual = det.alpha_ * np.linalg.norm((X - u) - (X - u) @ P @ P.T, axis=1)
+    virtual = det.residual_scale_ * np.linalg.norm((X - u) - (X - u) @ P @ P.T, axis=1)
     all_logits = np.column_stack([logits, virtual])
     p_ood = np.exp(virtual - logsumexp(all_logits, axis=1))
     np.testing.assert_allclose(det.score_samples(X), np.log((1 - p_ood) / p_ood))
 
 
-def test_default_dim_rule():
-    assert [vim_default_dim(n) for n in (4096, 2048, 2047, 768, 767, 9, 1)] == [
+def test_default_n_components_rule():
+    assert [
+        vim_default_n_components(n) for n in (4096, 2048, 2047, 768, 767, 9, 1)
+    ] == [
         1000,
         1000,
         512,
@@ -99,7 +103,7 @@ def test_float32_in_float32_out():
 
 def test_far_rows_score_low():
     X, _, W, b = _problem(d=10)
-    det = ViM(head=(W, b), dim=5).fit(X)
+    det = ViM(head=(W, b), n_components=5).fit(X)
     far = X[:20] + 30 * det.residual_components_[0]
     assert np.mean(det.predict(far) == -1) == 1.0
     assert np.mean(det.predict(X) == -1) <= 0.06
@@ -115,9 +119,9 @@ def test_agrees_with_pytorch_ood():
         None, d=3, w=torch.from_numpy(W), b=torch.from_numpy(b)
     ).fit_features(torch.from_numpy(X), torch.from_numpy(y))
     their_scores = theirs.predict_features(torch.from_numpy(X_test)).double().numpy()
-    ours = ViM(head=(W, b), dim=3).fit(X)
+    ours = ViM(head=(W, b), n_components=3).fit(X)
     # pytorch-ood computes in float32 and returns the outlier score -s.
-    np.testing.assert_allclose(ours.alpha_, theirs.alpha, rtol=1e-4)
+    np.testing.assert_allclose(ours.residual_scale_, theirs.alpha, rtol=1e-4)
     np.testing.assert_allclose(
         ours.score_samples(X_test), -their_scores, rtol=1e-4, atol=1e-4
     )
@@ -151,8 +155,8 @@ def test_sklearn_head():
 def test_partial_fit_in_chunks_equals_fit():
     X, y, W, b = _problem(n=400)
     y = np.where(np.arange(400) % 7 == 0, -1, y)
-    whole = ViM(head=(W, b), dim=3).fit(X, y)
-    chunked = ViM(head=(W, b), dim=3)
+    whole = ViM(head=(W, b), n_components=3).fit(X, y)
+    chunked = ViM(head=(W, b), n_components=3)
     chunks = [(X[rows], y[rows]) for rows in np.array_split(np.arange(400), 6)]
     for chunk in chunks:
         chunked.partial_fit(*chunk)
@@ -162,38 +166,40 @@ def test_partial_fit_in_chunks_equals_fit():
     P_whole = whole.components_.T @ whole.components_
     P_chunked = chunked.components_.T @ chunked.components_
     np.testing.assert_allclose(P_chunked, P_whole, atol=1e-10)
-    # alpha is matched on each row's residual under the subspace of its call
+    # residual_scale_ is matched on each row's residual under the subspace of its call
     # (fit: under the final subspace), and offset_ follows it.
     residuals = np.concatenate(
         [
-            ViM(head=(W, b), dim=3)
+            ViM(head=(W, b), n_components=3)
             .fit(X[: rows[-1] + 1], y[: rows[-1] + 1])
             ._residual(X[rows][y[rows] >= 0])
             for rows in np.array_split(np.arange(400), 6)
         ]
     )
     mean_max_logit = whole.max_logit_sum_ / whole.n_samples_seen_
-    assert chunked.alpha_ == pytest.approx(mean_max_logit / residuals.mean(), rel=1e-9)
-    assert chunked.alpha_ == pytest.approx(whole.alpha_, rel=0.1)
+    assert chunked.residual_scale_ == pytest.approx(
+        mean_max_logit / residuals.mean(), rel=1e-9
+    )
+    assert chunked.residual_scale_ == pytest.approx(whole.residual_scale_, rel=0.1)
     assert chunked.offset_ == pytest.approx(streamed_offset(chunked, chunks), rel=1e-9)
-    whole.alpha_ = chunked.alpha_
+    whole.residual_scale_ = chunked.residual_scale_
     np.testing.assert_allclose(
         chunked.score_samples(X), whole.score_samples(X), rtol=1e-10, atol=1e-10
     )
 
 
-def test_partial_fit_beyond_the_sample_estimates_alpha(monkeypatch):
+def test_partial_fit_beyond_the_sample_estimates_residual_scale(monkeypatch):
     monkeypatch.setattr(ViM, "_offset_sample_size", 300)
     X, _, W, b = _problem(n=2000)
-    whole = ViM(head=(W, b), dim=3).fit(X)
-    chunked = ViM(head=(W, b), dim=3)
+    whole = ViM(head=(W, b), n_components=3).fit(X)
+    chunked = ViM(head=(W, b), n_components=3)
     for rows in np.array_split(np.arange(2000), 10):
         chunked.partial_fit(X[rows])
-    # The moments stay exact; alpha comes from a 300-row uniform sample.
+    # The moments stay exact; residual_scale_ comes from a 300-row uniform sample.
     np.testing.assert_allclose(
         chunked.second_moment_sum_, whole.second_moment_sum_, rtol=1e-10
     )
-    assert chunked.alpha_ == pytest.approx(whole.alpha_, rel=0.05)
+    assert chunked.residual_scale_ == pytest.approx(whole.residual_scale_, rel=0.05)
 
 
 # ------------------------------------------------------------------ errors
@@ -205,28 +211,28 @@ def test_head_shape_mismatch():
         ViM(head=(W, b[:2])).fit(X)
 
 
-@pytest.mark.parametrize("dim", [8, 20])
-def test_dim_not_below_n_features(dim):
+@pytest.mark.parametrize("n_components", [8, 20])
+def test_n_components_not_below_n_features(n_components):
     X, _, W, b = _problem()
-    with pytest.raises(ValueError, match=f"dim={dim} must be smaller"):
-        ViM(head=(W, b), dim=dim).fit(X)
+    with pytest.raises(ValueError, match=f"n_components={n_components} must be"):
+        ViM(head=(W, b), n_components=n_components).fit(X)
 
 
 def test_too_few_rows_for_the_subspace_give_plain_energy():
     X, _, W, b = _problem(n=3)
     with pytest.warns(UserWarning, match="zero residual"):
-        det = ViM(head=(W, b), dim=4).fit(X)
-    assert det.alpha_ == 0.0
+        det = ViM(head=(W, b), n_components=4).fit(X)
+    assert det.residual_scale_ == 0.0
     X_test = _problem(n=10, seed=1)[0]
     np.testing.assert_allclose(
         det.score_samples(X_test), logsumexp(X_test @ W.T + b, axis=1)
     )
 
 
-def test_partial_fit_with_chunks_smaller_than_dim():
+def test_partial_fit_with_chunks_smaller_than_n_components():
     X, _, W, b = _problem(n=60, d=8)
-    whole = ViM(head=(W, b), dim=6).fit(X)
-    chunked = ViM(head=(W, b), dim=6)
+    whole = ViM(head=(W, b), n_components=6).fit(X)
+    chunked = ViM(head=(W, b), n_components=6)
     with pytest.warns(UserWarning, match="zero residual"):
         chunked.partial_fit(X[:3])  # 3 rows span at most 3 of the 6 dimensions
     with warnings.catch_warnings():
@@ -234,19 +240,21 @@ def test_partial_fit_with_chunks_smaller_than_dim():
         for rows in np.array_split(np.arange(3, 60), 19):
             chunked.partial_fit(X[rows])
     # The first rows' residuals were taken under subspaces that held them
-    # (zero residual): alpha is matched on what the stream saw.
+    # (zero residual): residual_scale_ is matched on what the stream saw.
     ends = [3, *(rows[-1] + 1 for rows in np.array_split(np.arange(3, 60), 19))]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         residuals = np.concatenate(
             [
-                ViM(head=(W, b), dim=6).fit(X[:end])._residual(X[start:end])
+                ViM(head=(W, b), n_components=6).fit(X[:end])._residual(X[start:end])
                 for start, end in zip([0, *ends[:-1]], ends)
             ]
         )
     mean_max_logit = whole.max_logit_sum_ / whole.n_samples_seen_
-    assert chunked.alpha_ == pytest.approx(mean_max_logit / residuals.mean(), rel=1e-9)
-    whole.alpha_ = chunked.alpha_
+    assert chunked.residual_scale_ == pytest.approx(
+        mean_max_logit / residuals.mean(), rel=1e-9
+    )
+    whole.residual_scale_ = chunked.residual_scale_
     np.testing.assert_allclose(
         chunked.score_samples(X), whole.score_samples(X), rtol=1e-10, atol=1e-10
     )
@@ -256,18 +264,18 @@ def test_negative_mean_max_logit_warns_and_uses_magnitude():
     X, _, W, b = _problem()
     b = b - 100.0
     with pytest.warns(UserWarning, match="mean max logit"):
-        det = ViM(head=(W, b), dim=3).fit(X)
+        det = ViM(head=(W, b), n_components=3).fit(X)
     _, alpha = ref_vim(X, X, W, b, 3)
     assert alpha < 0
-    assert det.alpha_ == pytest.approx(-alpha, rel=1e-10)
+    assert det.residual_scale_ == pytest.approx(-alpha, rel=1e-10)
 
 
 def test_bad_params():
     X, _, W, b = _problem()
-    with pytest.raises(ValueError, match="alpha"):
-        ViM(head=(W, b), alpha=0.0).fit(X)
-    with pytest.raises(ValueError, match="dim"):
-        ViM(head=(W, b), dim=-1).fit(X)
+    with pytest.raises(ValueError, match="residual_scale"):
+        ViM(head=(W, b), residual_scale=0.0).fit(X)
+    with pytest.raises(ValueError, match="n_components"):
+        ViM(head=(W, b), n_components=-1).fit(X)
 
 
 # ------------------------------------------------------- hypothesis properties
@@ -330,6 +338,99 @@ def test_origin_of_a_rank_deficient_head_stays_finite_and_small():
     W = means - means.mean(axis=0)  # centred class means: rank 3, not 4
     b = rng.normal(size=4)
     X = np.abs(rng.normal(size=(50, 6)))
-    det = ViM((W, b), dim=3).fit(X)
+    det = ViM((W, b), n_components=3).fit(X)
     expected = -np.linalg.lstsq(W, b, rcond=None)[0]  # minimum-norm solution
     np.testing.assert_allclose(det.origin_, expected, atol=1e-8)
+
+
+def test_head_is_stored_as_coef_and_intercept():
+    X, _, W, b = _problem()
+    det = ViM(head=(W, b)).fit(X)
+    np.testing.assert_array_equal(det.coef_, W)
+    np.testing.assert_array_equal(det.intercept_, b)
+    assert not hasattr(det, "W_") and not hasattr(det, "b_")
+
+
+# ------------------------------------------------ refused partial_fit chunks
+@pytest.mark.parametrize("scale", [1e155, 1e200])
+def test_refused_partial_fit_chunk_leaves_the_detector_unchanged(scale):
+    X, y, W, b = _problem(n=150)
+    good = [(X[:60], y[:60]), (X[60:110], y[60:110]), (X[110:], y[110:])]
+    det = ViM(head=(W, b), n_components=3).partial_fit(*good[0])
+    before = pickle.dumps(det.__dict__)
+    with pytest.raises(ValueError, match="overflowed float64.*Rescale"):
+        det.partial_fit(X[:20] * scale, y[:20])
+    assert pickle.dumps(det.__dict__) == before
+    for chunk in good[1:]:
+        det.partial_fit(*chunk)
+    clean = ViM(head=(W, b), n_components=3)
+    for chunk in good:
+        clean.partial_fit(*chunk)
+    assert pickle.dumps(det.__dict__) == pickle.dumps(clean.__dict__)
+    np.testing.assert_array_equal(det.score_samples(X), clean.score_samples(X))
+
+
+# --------------------------------------------------- beyond the float range
+@pytest.mark.parametrize("scale", [1e155, 1e200])
+def test_fit_beyond_the_float_range_is_a_value_error(scale):
+    """It leaked numpy's LinAlgError ("Eigenvalues did not converge")."""
+    X, _, W, b = _problem()
+    with pytest.raises(ValueError, match="overflowed float64.*Rescale"):
+        ViM(head=(W, b), n_components=3).fit(X * scale)
+
+
+def test_fit_on_huge_but_finite_features_matches_the_scaled_fit():
+    """Features of 1e150: second moments of ~1e301 still factorise."""
+    X, _, W, b = _problem()
+    det = ViM(head=(W, b * 1e150), n_components=3).fit(X * 1e150)
+    ref = ViM(head=(W, b), n_components=3).fit(X)
+    P, P_ref = det.components_.T @ det.components_, ref.components_.T @ ref.components_
+    np.testing.assert_allclose(P, P_ref, atol=1e-8)
+    np.testing.assert_allclose(det.eigenvalues_, ref.eigenvalues_ * 1e300, rtol=1e-8)
+
+
+@pytest.mark.parametrize("scale", [1e155, 1e200])
+def test_huge_rows_get_finite_scores(scale):
+    """The residual norm of a huge finite row is taken without overflow."""
+    X, _, W, b = _problem()
+    det = ViM(head=(W, b), n_components=3).fit(X)
+    far = det.residual_components_[:1] * scale  # logits of order `scale`
+    energy = logsumexp(far @ W.T + b, axis=1)
+    expected = energy - det.residual_scale_ * scale
+    np.testing.assert_allclose(det.score_samples(far), expected, rtol=1e-12)
+    assert np.isfinite(det.score_samples(far)).all()
+
+
+def test_scores_beyond_the_float_range_raise():
+    X, _, W, b = _problem()
+    det = ViM(head=(W, b), n_components=3).fit(X)
+    rows = X[:3].copy()
+    rows[1] = 1e308  # its logits overflow float64
+    with pytest.raises(ValueError, match=r"1 row\(s\) \(the first is row 1\)"):
+        det.score_samples(rows)
+    det32 = ViM(head=(W, b), n_components=3, residual_scale=100.0)
+    det32.fit(X.astype(np.float32))
+    rows32 = X[:3].astype(np.float32)
+    # A float32 row whose residual norm, 1e37, times 100 is beyond float32.
+    rows32[2] = 1e37 * det32.residual_components_[0]
+    with pytest.raises(ValueError, match="float32 range.*float64 features"):
+        det32.score_samples(rows32)
+
+
+# ------------------------------------------------------------- monotonicity
+def test_score_is_not_monotone_in_the_logits():
+    """The counterexample of the docstring: a step that raises the largest
+    logit and the energy lengthens the residual more, so the score falls."""
+    rng = np.random.default_rng(0)
+    # Fit features span the first two axes; the third is the residual.
+    X = np.column_stack([rng.normal(size=(200, 2)) * 3, 0.1 * rng.normal(size=200)])
+    W = np.array([[1.0, 0.0, 0.5], [0.0, 1.0, 0.0], [-1.0, -1.0, 0.0]])
+    b = np.zeros(3)
+    det = ViM(head=(W, b), n_components=2).fit(X)
+    assert det.residual_scale_ > 0.5  # larger than the logit's slope, w_0 . e_3
+    x = np.array([[4.0, 0.0, 1.0]])
+    x_step = x + [[0.0, 0.0, 1.0]]  # along e_3, in the residual subspace
+    logits, logits_step = x @ W.T + b, x_step @ W.T + b
+    assert logits_step.max() > logits.max()  # the largest logit rises,
+    assert logsumexp(logits_step) > logsumexp(logits)  # so does the energy,
+    assert det.score_samples(x_step)[0] < det.score_samples(x)[0]  # not ViM
