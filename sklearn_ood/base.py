@@ -402,9 +402,9 @@ class PartialFitMixin:
 
         The scores themselves by default. A detector whose score combines
         per-row terms with weights that can change after ``fit``
-        (``MultiMahalanobis.fit_layer_weights``, ViM's matched ``residual_scale_``) returns
-        the terms, shape ``(n_rows, n_terms)``, and combines them in
-        ``_scores_from_terms``.
+        (``MultiMahalanobis.fit_layer_weights``, ViM's matched
+        ``residual_scale_``) returns the terms, shape ``(n_rows, n_terms)``,
+        and combines them in ``_scores_from_terms``.
         """
         return np.asarray(self._score(X_id), dtype=np.float64)
 
