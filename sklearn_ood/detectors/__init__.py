@@ -15,9 +15,8 @@ from sklearn_ood.detectors._mahalanobis import GMM, RMD, Mahalanobis
 from sklearn_ood.detectors._multi_mahalanobis import MultiMahalanobis
 from sklearn_ood.detectors._neighbors import KNN, NNGuide
 from sklearn_ood.detectors._openmax import OpenMax
-from sklearn_ood.detectors._shaping import DICE, ReAct
-from sklearn_ood.detectors._shaping_ash import ASH, SCALE
-from sklearn_ood.detectors._subspace import ViM
+from sklearn_ood.detectors._shaping import ASH, DICE, SCALE, ReAct
+from sklearn_ood.detectors._vim import ViM
 
 __all__ = [
     "ASH",

@@ -1,4 +1,4 @@
-"""Subspace detectors that read a classifier's features together with its head.
+"""ViM: the energy of the head's logits against the residual of the features.
 
 ViM splits the penultimate features into the principal subspace of the
 in-distribution (ID) training features and its orthogonal residual; the
@@ -38,7 +38,7 @@ def vim_default_n_components(n_features):
 
     Examples
     --------
-    >>> from sklearn_ood.detectors._subspace import vim_default_n_components
+    >>> from sklearn_ood.detectors._vim import vim_default_n_components
     >>> [vim_default_n_components(n) for n in (2048, 768, 512)]
     [1000, 512, 256]
     """

@@ -12,7 +12,7 @@ from scipy.special import logsumexp
 from sklearn.covariance import EmpiricalCovariance
 from sklearn.linear_model import LogisticRegression
 
-from sklearn_ood.detectors._subspace import ViM, vim_default_n_components
+from sklearn_ood.detectors._vim import ViM, vim_default_n_components
 
 
 def _problem(n=150, d=8, c=4, noise=1.5, seed=0):
