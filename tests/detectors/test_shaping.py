@@ -5,21 +5,23 @@ import math
 import numpy as np
 import pytest
 from _helpers import RandomLinearHead
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from sklearn.linear_model import LogisticRegression
 from sklearn.utils._param_validation import InvalidParameterError
 
 from sklearn_ood.detectors import (
+    ASH,
+    DICE,
     GEN,
+    SCALE,
     Energy,
     KLMatching,
     MaxSoftmax,
+    ReAct,
     TemperatureScaling,
 )
-from sklearn_ood.detectors._shaping import DICE, ReAct
-from sklearn_ood.detectors._shaping_ash import ASH, SCALE
 
 N_FEATURES, N_CLASSES = 16, 5
 SHAPING_DETECTORS = [
@@ -78,11 +80,11 @@ def ref_react_logits(X_fit, X, W, b, q=90.0, c=None):
     return ref_logits([[min(v, c) for v in row] for row in X], W, b)
 
 
-def ref_dice_logits(X_fit, X, W, b, p=0.7):
+def ref_dice_logits(X_fit, X, W, b, q=70.0):
     n, d = len(X_fit), len(X_fit[0])
     mean = [sum(X_fit[i][j] for i in range(n)) / n for j in range(d)]
     contrib = [[mean[j] * W[c][j] for j in range(d)] for c in range(len(W))]
-    thr = ref_percentile([v for row in contrib for v in row], 100.0 * p)
+    thr = ref_percentile([v for row in contrib for v in row], q)
     masked = [
         [W[c][j] if contrib[c][j] >= thr else 0.0 for j in range(d)]
         for c in range(len(W))
@@ -111,7 +113,9 @@ def ref_ash_logits(X, W, b, variant="s", q=65.0):
         if variant == "p":
             shaped.append(pruned)
         elif variant == "b":
-            fill = s1 / sum(kept)
+            # The kept non-zero entries share s1: zeros carry no pattern.
+            kept = [k and v != 0 for v, k in zip(row, kept)]
+            fill = s1 / sum(kept) if any(kept) else 0.0
             shaped.append([fill if k else 0.0 for k in kept])
         else:
             f = _ref_ratio(s1, sum(pruned))
@@ -139,7 +143,10 @@ CASES = [
         lambda F, X, W, b: ref_react_logits(F, X, W, b, c=0.5),
     ),
     (lambda h: DICE(h), lambda F, X, W, b: ref_dice_logits(F, X, W, b)),
-    (lambda h: DICE(h, p=0.35), lambda F, X, W, b: ref_dice_logits(F, X, W, b, 0.35)),
+    (
+        lambda h: DICE(h, percentile=35),
+        lambda F, X, W, b: ref_dice_logits(F, X, W, b, 35),
+    ),
     (lambda h: ASH(h), lambda F, X, W, b: ref_ash_logits(X, W, b)),
     (
         lambda h: ASH(h, variant="p", percentile=80),
@@ -160,7 +167,7 @@ CASE_IDS = [
     "ReAct-63.5",
     "ReAct-c",
     "DICE",
-    "DICE-0.35",
+    "DICE-35",
     "ASH-S",
     "ASH-P-80",
     "ASH-B-50",
@@ -201,9 +208,10 @@ def test_fitted_statistics():
     assert react.threshold_ == ref_percentile(X_fit.ravel().tolist(), 75)
     np.testing.assert_array_equal(react.W_, W)
     np.testing.assert_array_equal(react.b_, b)
-    dice = DICE((W, b), p=0.7).fit(X_fit)
+    dice = DICE((W, b), percentile=70).fit(X_fit)
     np.testing.assert_allclose(dice.mean_, X_fit.mean(axis=0), rtol=1e-14)
-    # p is the sparsity: the fraction of weights set to zero (up to one weight).
+    # percentile is the sparsity: the percentage of weights set to zero (up to
+    # one weight), as ASH's and SCALE's percentile is that of pruned entries.
     assert abs((~dice.mask_).sum() - 0.7 * W.size) <= 1
     np.testing.assert_array_equal(dice.masked_W_, np.where(dice.mask_, W, 0.0))
 
@@ -222,7 +230,7 @@ def test_ood_rows_are_left_out_of_the_fitted_statistics():
 
 
 # ------------------------------------------------------------ special cases
-def test_react_percentile_100_and_dice_p0_are_plain_energy():
+def test_react_percentile_100_and_dice_percentile_0_are_plain_energy():
     W, b = _head()
     X_fit, X = _features(), _features(n=12, seed=2)
     energy = Energy().fit(X_fit @ W.T + b)
@@ -233,8 +241,8 @@ def test_react_percentile_100_and_dice_p0_are_plain_energy():
         react.score_samples(X_fit), energy.score_samples(X_fit @ W.T + b), rtol=1e-12
     )
     assert react.offset_ == pytest.approx(energy.offset_, rel=1e-12)
-    # p=0 keeps the whole head, for any data.
-    dice = DICE((W, b), p=0).fit(X_fit)
+    # percentile=0 keeps the whole head, for any data.
+    dice = DICE((W, b), percentile=0).fit(X_fit)
     assert dice.mask_.all()
     np.testing.assert_allclose(
         dice.score_samples(X), energy.score_samples(X @ W.T + b), rtol=1e-12
@@ -307,6 +315,83 @@ def test_ties_everywhere_match_the_reference(make, reference, signed):
         expected = ref_energy(reference(X, X, W, b))
         tol = 1e-10 if dtype == np.float64 else 1e-6
         np.testing.assert_allclose(scores, expected, rtol=tol, atol=tol)
+
+
+def _sparse_features(n=60, n_features=N_FEATURES, seed=9, dtype=np.float64):
+    """ReLU features with about 80 % zeros: most rows have fewer than k
+    positive activations at percentile 50, so their threshold t(x) is 0."""
+    rng = np.random.default_rng(seed)
+    X = np.maximum(rng.normal(-0.85, 1.0, size=(n, n_features)), 0)
+    X[np.arange(n), np.arange(n) % n_features] += rng.uniform(0.1, 1.0, n)
+    return X.astype(dtype)
+
+
+def test_ash_b_keeps_the_pattern_of_sparse_rows():
+    """Issue 8: ties at t(x) = 0 must not erase a sparse row's pattern.
+
+    Each row has fewer positive activations than the k = 4 kept; all have
+    s1 = 3. Binarising the zeros too gave each of them the logits
+    (s1 / n) W 1 + b, the same for all four rows.
+    """
+    W, b = _head(n_features=8)
+    X = np.zeros((4, 8))
+    X[0, 0] = 3.0
+    X[1, [1, 2]] = 1.5
+    X[2, [3, 4, 5]] = 1.0
+    X[3, [0, 6]] = [1.0, 2.0]
+    det = ASH((W, b), variant="b", percentile=50).fit(X)
+    logits = det._shaped_logits(X)
+    assert len(np.unique(logits.round(10), axis=0)) == 4
+    assert not np.allclose(logits, 3 / 8 * W.sum(axis=1) + b)
+    # The kept positive entries share s1: row 1 is 1.5 on its two positives.
+    np.testing.assert_allclose(logits, ref_ash_logits(X, W, b, "b", 50), rtol=1e-12)
+    np.testing.assert_allclose(logits[1], 1.5 * W[:, [1, 2]].sum(axis=1) + b)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("make", SHAPING_DETECTORS[2:], ids=DETECTOR_IDS[2:])
+def test_sparse_rows_keep_distinct_scores_and_match_the_reference(make, dtype):
+    W, b = _head()
+    X = _sparse_features(dtype=dtype)
+    k = N_FEATURES - 8  # percentile 50
+    assert np.mean(np.count_nonzero(X, axis=1) < k) > 0.8
+    det = make((W, b), percentile=50).fit(X)
+    scores = det.score_samples(X)
+    # Distinct rows, distinct scores.
+    assert len(np.unique(X, axis=0)) == len(X)
+    assert len(np.unique(scores)) == len(X)
+    name = DETECTOR_IDS[SHAPING_DETECTORS.index(make)]
+    X64 = X.astype(np.float64)
+    if name == "SCALE":
+        expected = ref_energy(ref_scale_logits(X64, W, b, 50))
+    else:
+        variant = name[-1].lower()
+        expected = ref_energy(ref_ash_logits(X64, W, b, variant, 50))
+    tol = 1e-10 if dtype == np.float64 else 1e-5
+    np.testing.assert_allclose(scores, expected, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("make", [SHAPING_DETECTORS[i] for i in (2, 3, 5)])
+def test_zeros_tied_at_the_threshold_change_nothing_in_ash_p_ash_s_and_scale(make):
+    """Keeping exactly k entries, any zeros among them, gives the same scores."""
+    W, b = _head()
+    X = _sparse_features()
+    k = N_FEATURES - 8
+    rng = np.random.default_rng(10)
+    top_k = np.zeros_like(X)
+    for i, row in enumerate(X):
+        # The positive entries and randomly chosen zeros: exactly k entries.
+        order = np.lexsort((rng.random(len(row)), -row))[:k]
+        top_k[i, order] = row[order]
+    ratio = np.exp(X.sum(axis=1) / np.maximum(top_k.sum(axis=1), 1e-300))
+    ratio[top_k.sum(axis=1) == 0] = 1.0
+    shaped = {
+        "ASH-P": top_k,
+        "ASH-S": top_k * ratio[:, None],
+        "SCALE": X * ratio[:, None],
+    }[DETECTOR_IDS[SHAPING_DETECTORS.index(make)]]
+    scores = make((W, b), percentile=50).fit(X).score_samples(X)
+    np.testing.assert_allclose(scores, ref_energy(shaped @ W.T + b), rtol=1e-10)
 
 
 def test_overflowing_scale_factor_raises():
@@ -392,7 +477,7 @@ def test_dice_agrees_with_pytorch_ood():
     # contributions, where ">" (theirs) and ">=" (ours) keep the same weights.
     theirs = tood.DICE(None, torch.from_numpy(W), torch.from_numpy(b), p=0.7)
     theirs.fit_features(torch.from_numpy(X_fit), torch.zeros(len(X_fit)).long())
-    ours = DICE((W, b), p=0.7).fit(X_fit)
+    ours = DICE((W, b), percentile=70).fit(X_fit)  # their fraction, in percent
     np.testing.assert_array_equal(ours.mask_, theirs.masked_w.numpy() != 0)
     their_scores = theirs.predict_features(torch.from_numpy(X)).numpy()
     # They compute in float32.
@@ -443,8 +528,8 @@ def test_scale_agrees_with_pytorch_ood(percentile):
         (ReAct(None, percentile=101), "percentile"),
         (ReAct(None, percentile=-1), "percentile"),
         (ReAct(None, threshold=np.nan), "threshold"),
-        (DICE(None, p=1.0), "'p'"),
-        (DICE(None, p=-0.1), "'p'"),
+        (DICE(None, percentile=100), "percentile"),
+        (DICE(None, percentile=-1), "percentile"),
         (ASH(None, percentile=100), "percentile"),
         (ASH(None, variant="ash-s"), "variant"),
         (SCALE(None, percentile=100), "percentile"),
@@ -537,3 +622,102 @@ def test_invariant_to_permuting_features_with_the_head(X, random):
         a = make((W, b)).fit(X).score_samples(X)
         p = make((W[:, perm], b)).fit(X[:, perm]).score_samples(X[:, perm])
         np.testing.assert_allclose(p, a, rtol=1e-9, atol=1e-9)
+
+
+# ------------------------------------------------------------ monotonicity
+def _energy_of(det, rows):
+    return det.score_samples(np.asarray(rows, dtype=float))
+
+
+def test_react_is_not_monotone_by_design():
+    """Clipping: raising an activation above c changes nothing; a negative
+    weight: raising its activation lowers the score."""
+    W, b = np.array([[1.0, -1.0], [0.0, 0.0]]), np.zeros(2)
+    det = ReAct((W, b), threshold=1.0).fit(_features(n_features=2))
+    above = _energy_of(det, [[2.0, 0.5], [5.0, 0.5]])
+    assert above[0] == above[1]
+    negative = _energy_of(det, [[0.5, 0.2], [0.5, 0.8]])
+    assert negative[1] < negative[0]
+
+
+def test_dice_is_not_monotone_through_a_kept_negative_weight():
+    # Contributions [[2, -1], [-3, 0]]: the 25th percentile -1.5 keeps the -1.
+    W, b = np.array([[2.0, -1.0], [-3.0, 0.0]]), np.zeros(2)
+    det = DICE((W, b), percentile=25).fit(np.ones((3, 2)))
+    assert det.mask_[0, 1] and det.masked_W_[0, 1] < 0
+    scores = _energy_of(det, [[1.0, 0.5], [1.0, 1.5]])
+    assert scores[1] < scores[0]
+
+
+@pytest.mark.parametrize(
+    "make, x, j, raised",
+    [
+        # Raising a pruned entry above t(x) prunes the 2 with the large weight.
+        (lambda h: ASH(h, variant="p", percentile=50), [3, 2, 1, 0.5], 2, 2.5),
+        (lambda h: ASH(h, variant="b", percentile=50), [3, 2, 1, 0.5], 2, 2.5),
+        # Raising the only kept entry lowers exp(s1 / s2) from e^2.5 to e^2.
+        (lambda h: ASH(h, variant="s", percentile=75), [2, 1, 0.5, 1.5], 0, 3),
+        (lambda h: SCALE(h, percentile=75), [2, 1, 0.5, 1.5], 0, 3),
+    ],
+    ids=["ASH-P", "ASH-B", "ASH-S", "SCALE"],
+)
+def test_ash_and_scale_are_not_monotone_even_for_a_non_negative_head(
+    make, x, j, raised
+):
+    W = np.array([[1.0, 10.0, 1.0, 1.0], [0.0, 0.0, 0.0, 0.0]])
+    det = make((W, np.zeros(2))).fit(_features(n_features=4))
+    higher = np.array(x, dtype=float)
+    higher[j] = raised
+    assert np.all(W >= 0) and raised > x[j]
+    scores = _energy_of(det, [x, higher])
+    assert scores[1] < scores[0]
+
+
+def _never_lower(low, high):
+    """``high >= low`` up to the rounding of the energy (a few ulps)."""
+    return high >= low - 1e-12 * max(1.0, abs(low))
+
+
+non_negative_heads = arrays(np.float64, (3, 4), elements=st.floats(0, 3))
+
+
+@given(
+    feature_matrices(n_features=4),
+    non_negative_heads,
+    st.integers(0, 9),
+    st.integers(0, 3),
+    st.floats(0, 10),
+)
+def test_react_and_dice_never_lower_the_score_for_a_non_negative_head(
+    X, W, i, j, delta
+):
+    """min(x_j, c) and M W are non-decreasing maps and the energy is
+    increasing in every logit: with W >= 0, raising x_j never lowers s(x)."""
+    x = X[i % len(X)][None, :]
+    raised = x.copy()
+    raised[0, j] += delta
+    for det in (ReAct((W, np.zeros(3))), DICE((W, np.zeros(3)))):
+        det.fit(X)
+        low, high = det.score_samples(np.vstack([x, raised]))
+        assert _never_lower(low, high), type(det).__name__
+
+
+@given(
+    arrays(np.float64, st.integers(1, 6), elements=st.floats(0, 10)),
+    st.floats(0, 10),
+    st.sampled_from([0, 30, 50, 80]),
+)
+def test_raising_the_unique_largest_activation_never_lowers_ash_p_and_ash_b(
+    x, delta, percentile
+):
+    """The kept set does not change, ASH-P's kept entry grows and ASH-B's fill
+    s1 / m grows: with non-negative features and head, the logits do not
+    decrease."""
+    assume(np.count_nonzero(x == x.max()) == 1)
+    W = np.abs(_head(n_features=len(x), n_classes=3)[0])
+    raised = x.copy()
+    raised[np.argmax(x)] += delta
+    for variant in ("p", "b"):
+        det = ASH((W, np.zeros(3)), variant=variant, percentile=percentile)
+        low, high = det.fit(x[None, :]).score_samples(np.vstack([x, raised]))
+        assert _never_lower(low, high), variant

@@ -9,27 +9,31 @@ import pickle
 
 import numpy as np
 import pytest
+from sklearn import config_context
 from sklearn.base import BaseEstimator, clone
 
 from sklearn_ood.detectors import (
+    ASH,
+    DICE,
     GEN,
+    SCALE,
     Energy,
     Entropy,
     KLMatching,
     MaxLogit,
     MaxSoftmax,
+    ReAct,
     TemperatureScaling,
     WeightedEnergy,
-    _shaping,
-    _shaping_ash,
 )
-from sklearn_ood.detectors._shaping import DICE, ReAct, _is_stateless
-from sklearn_ood.detectors._shaping_ash import ASH, SCALE
+from sklearn_ood.detectors._shaping import _is_stateless
+from sklearn_ood.utils import _chunking
 from sklearn_ood.utils import _order_statistics as _order_statistics_module
 from sklearn_ood.utils._order_statistics import (
-    _order_statistics,
-    _order_statistics_between,
-    _percentile_of_entries,
+    cache_row_chunks,
+    order_statistics,
+    order_statistics_between,
+    percentile_of_entries,
 )
 
 DETECTORS = {
@@ -77,7 +81,7 @@ def test_percentile_of_entries_is_numpys_on_the_float64_matrix(dtype, kind):
         X = np.asfortranarray(X)
     X64 = X.astype(np.float64)
     for q in (0, 1e-4, 0.5, 10, 37.3, 50, 63.5, 90, 99, 99.99, 100):
-        assert _percentile_of_entries(X, q) == np.percentile(X64, q), q
+        assert percentile_of_entries(X, q) == np.percentile(X64, q), q
 
 
 def test_percentile_of_small_matrices():
@@ -86,7 +90,7 @@ def test_percentile_of_small_matrices():
         X = rng.standard_normal(shape).astype(np.float32)
         for q in (0, 12.5, 50, 90, 100):
             expected = np.percentile(X.astype(np.float64), q)
-            assert _percentile_of_entries(X, q) == expected
+            assert percentile_of_entries(X, q) == expected
 
 
 def test_order_statistics_between_bounds():
@@ -94,26 +98,26 @@ def test_order_statistics_between_bounds():
     X = np.maximum(rng.standard_normal((300, 40)), 0).astype(np.float32)
     flat = np.sort(X.ravel())
     r = 9_000  # above the ~6,000 zeros
-    assert _order_statistics_between(X, r, flat[r - 50], flat[r + 50]) == (
+    assert order_statistics_between(X, r, flat[r - 50], flat[r + 50]) == (
         flat[r],
         flat[r + 1],
     )
     # Ranks inside the ties at the lower bound (the zeros) are counted.
-    assert _order_statistics_between(X, 10, 0.0, flat[r]) == (0.0, 0.0)
+    assert order_statistics_between(X, 10, 0.0, flat[r]) == (0.0, 0.0)
     # Bounds that miss a rank give None.
-    assert _order_statistics_between(X, r, flat[r + 5], np.inf) is None
-    assert _order_statistics_between(X, r, -np.inf, flat[r - 5]) is None
+    assert order_statistics_between(X, r, flat[r + 5], np.inf) is None
+    assert order_statistics_between(X, r, -np.inf, flat[r - 5]) is None
 
 
 def test_order_statistics_fall_back_when_the_bounds_miss(monkeypatch):
     X = np.random.default_rng(3).standard_normal((600, 512)).astype(np.float32)
     r = 123_456
     expected = tuple(np.sort(X.ravel())[[r, r + 1]])
-    assert _order_statistics(X, r) == expected
+    assert order_statistics(X, r) == expected
     monkeypatch.setattr(
-        _order_statistics_module, "_order_statistics_between", lambda *args: None
+        _order_statistics_module, "order_statistics_between", lambda *args: None
     )
-    assert _order_statistics(X, r) == expected
+    assert order_statistics(X, r) == expected
 
 
 def test_react_threshold_of_float32_features_is_exact():
@@ -165,6 +169,15 @@ def test_is_stateless():
     class OwnFit(Energy):  # a subclass must say so itself
         def _fit(self, X, y):
             self.mean_ = X.mean(axis=0)
+
+    class OwnScore(Energy):  # a new formula, the fit of Energy
+        def _score(self, X):
+            return -super()._score(X)
+
+    class SaysSo(OwnFit):
+        _stateless = True
+
+    assert _is_stateless(OwnScore()) and _is_stateless(SaysSo())
 
     class ThirdParty(BaseEstimator):
         def fit(self, X, y=None):
@@ -245,21 +258,49 @@ def test_fit_rows_whose_logits_overflow_raise_in_fit():
 
 
 # ----------------------------------------------------------- chunks, blocks
+def test_cache_row_chunks_follow_the_cache_block_and_working_memory():
+    X = np.zeros((1_000, 512), dtype=np.float32)  # 2 KiB rows
+    chunks = cache_row_chunks(X)
+    assert chunks[0] == slice(0, _chunking.CACHE_BLOCK_BYTES // 2048)
+    assert sum(len(range(1_000)[c]) for c in chunks) == 1_000
+    with config_context(working_memory=3 * 2048 / 2**20):
+        assert cache_row_chunks(X)[0] == slice(0, 3)
+    assert cache_row_chunks(X[:2, :])[0] == slice(0, 2)
+
+
 @pytest.mark.parametrize("name", ["ASH-S", "ASH-P", "ASH-B", "SCALE"])
-def test_row_chunks_do_not_change_the_scores(name, monkeypatch):
+def test_cache_chunks_do_not_change_the_scores(name, monkeypatch):
+    """The per-row work is exact: chunks of 3 rows give the same bits."""
     X_fit, X_test, head = _realistic(n_test=1_000)  # 2 MB: 4 chunks
     det = DETECTORS[name](head).fit(X_fit)
     scores = det.score_samples(X_test)
-    monkeypatch.setattr(_shaping_ash, "_CACHE_BYTES", 3 * 2048)  # 3 rows
+    monkeypatch.setattr(_chunking, "CACHE_BLOCK_BYTES", 3 * 2048)
+    assert cache_row_chunks(X_test)[0] == slice(0, 3)
     np.testing.assert_array_equal(det.score_samples(X_test), scores)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("name", list(DETECTORS))
-def test_blocks_of_rows_do_not_change_the_scores(name, monkeypatch):
+def test_blocks_follow_working_memory_and_do_not_change_the_scores(name, dtype):
     X_fit, X_test, head = _realistic(n_test=300)
-    X_fit, X_test = X_fit.astype(np.float64), X_test.astype(np.float64)
+    X_fit, X_test = X_fit.astype(dtype), X_test.astype(dtype)
     det = DETECTORS[name](head).fit(X_fit)
     scores = det.score_samples(X_test)
-    monkeypatch.setattr(_shaping, "_BLOCK_BYTES", 7 * 512 * 8)  # 7 rows
+    sizes = []
+    block_logits = det._block_logits
+
+    def recording(X, out):
+        sizes.append(len(X))
+        block_logits(X, out)
+
+    det._block_logits = recording
+    # 7 rows of temporaries: 8 bytes x (512 features + 100 classes) each.
+    with config_context(working_memory=7 * 8 * 612 / 2**20):
+        chunked = det.score_samples(X_test)
+    assert sizes == [7] * 42 + [6]
     # A BLAS product may round a row differently in another batch shape.
-    np.testing.assert_allclose(det.score_samples(X_test), scores, rtol=1e-12)
+    rtol = 1e-12 if dtype == np.float64 else 1e-6
+    np.testing.assert_allclose(chunked, scores, rtol=rtol)
+    sizes.clear()
+    det.score_samples(X_test)
+    assert sizes == [300]  # the default 1 GiB holds them all
