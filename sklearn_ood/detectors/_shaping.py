@@ -270,8 +270,25 @@ class ReAct(_ShapedLogitDetector):
     def _fit_shaping(self, X, y):
         if self.threshold is not None:
             self.threshold_ = float(self.threshold)
+            source = f"threshold={self.threshold_:g}"
         else:
             self.threshold_ = percentile_of_entries(X, self.percentile)
+            source = (
+                f"the clip threshold, the {self.percentile:g}th percentile of the "
+                f"fit activations ({self.threshold_:g}),"
+            )
+        # A threshold at or below every activation clips each row to the same
+        # constant: every row would get the same logits and the same score.
+        smallest = float(X.min())
+        if self.threshold_ <= smallest:
+            share = np.count_nonzero(X == smallest) / X.size
+            raise ValueError(
+                f"ReAct: {source} is not above the smallest fit activation "
+                f"({smallest:g}, {share:.0%} of the entries, e.g. the zeros of "
+                "sparse ReLU features), so clipping would map every row to the "
+                "same constant and give every row the same score. Use a higher "
+                "percentile or pass a larger threshold."
+            )
 
     def _block_logits(self, X, out):
         # The float64 threshold makes the minimum (and the cast) float64.

@@ -573,7 +573,11 @@ values = st.floats(-2, 10, allow_nan=False, width=64)
 def feature_matrices(draw, n_features=None):
     n = draw(st.integers(2, 10))
     d = n_features or draw(st.integers(1, 6))
-    return draw(arrays(np.float64, (n, d), elements=values))
+    X = draw(arrays(np.float64, (n, d), elements=values))
+    # ReAct refuses a clip threshold (90th percentile) at the smallest entry,
+    # which would give every fit row the same score (tested on its own).
+    assume(np.percentile(X, 90) > X.min())
+    return X
 
 
 HEAD = RandomLinearHead(n_classes=3)
@@ -721,3 +725,17 @@ def test_raising_the_unique_largest_activation_never_lowers_ash_p_and_ash_b(
         det = ASH((W, np.zeros(3)), variant=variant, percentile=percentile)
         low, high = det.fit(x[None, :]).score_samples(np.vstack([x, raised]))
         assert _never_lower(low, high), variant
+
+
+@pytest.mark.parametrize("kwargs", [{"percentile": 60}, {"threshold": 0.0}])
+def test_react_refuses_a_threshold_that_clips_every_row_to_a_constant(kwargs):
+    # Sparse ReLU features: 70 % zeros, so the 60th percentile is 0 and
+    # min(x, 0) = 0 for every row.
+    rng = np.random.default_rng(11)
+    X = np.abs(rng.normal(size=(200, 16))) * (rng.random((200, 16)) > 0.7)
+    W, b = rng.normal(size=(3, 16)), rng.normal(size=3)
+    with pytest.raises(ValueError, match="same constant"):
+        ReAct((W, b), **kwargs).fit(X)
+    # A percentile above the share of zeros keeps the pattern.
+    det = ReAct((W, b), percentile=90).fit(X)
+    assert len(np.unique(det.score_samples(X[:20]))) == 20
