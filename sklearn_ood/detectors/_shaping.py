@@ -204,7 +204,10 @@ class ReAct(_ShapedLogitDetector):
     percentile : float in [0, 100], default=90
         Percentile :math:`q` of the ID fit activations used as the clipping
         threshold :math:`c` (90 in the paper). Ignored when ``threshold`` is
-        given.
+        given. A threshold at or below the smallest fit activation (e.g. 0
+        for ReLU features that are zero in more than ``percentile`` % of the
+        entries) would clip every fit row to the same constant and is
+        refused with a ``ValueError``.
     threshold : float, default=None
         Clipping threshold :math:`c` to use as it is, instead of estimating it.
     detector : logit detector, default=None
