@@ -70,7 +70,7 @@ class _ShapedLogitDetector(BaseDetector):
 
     Subclasses list their own hyper-parameters and implement
     ``_fit_shaping(X, y)`` (fitted statistics, from the ID fit rows in their
-    own dtype, float32 or float64, once ``W_`` and ``b_`` are set) and
+    own dtype, float32 or float64, once ``coef_`` and ``intercept_`` are set) and
     ``_block_logits(X, out)`` (writes the float64 shaped logits ``W shape(x)
     + b`` of a block of rows, float32 or float64, into ``out``).
 
@@ -111,7 +111,7 @@ class _ShapedLogitDetector(BaseDetector):
             detector = clone(self.detector, safe=False)
         if isinstance(detector, BaseDetector):
             detector.set_params(contamination=None)  # the threshold is ours
-        self.W_, self.b_ = check_head(self.head, X.shape[1])
+        self.coef_, self.intercept_ = check_head(self.head, X.shape[1])
         self._fit_shaping(X, y)
         if _is_stateless(detector):
             detector.fit(self._shaped_logits(X[:1]), None if y is None else y[:1])
@@ -130,7 +130,7 @@ class _ShapedLogitDetector(BaseDetector):
         X = np.asarray(X)
         if X.dtype != np.float32:
             X = X.astype(np.float64, copy=False)
-        n_classes = len(self.b_)
+        n_classes = len(self.intercept_)
         logits = np.empty((len(X), n_classes))
         # A block's temporaries: a shaped (or float64) copy of its features
         # and their product with the head.
@@ -224,9 +224,9 @@ class ReAct(_ShapedLogitDetector):
     ----------
     threshold_ : float
         Clipping threshold :math:`c` in use.
-    W_ : ndarray of shape (n_classes, n_features)
+    coef_ : ndarray of shape (n_classes, n_features)
         Head weights.
-    b_ : ndarray of shape (n_classes,)
+    intercept_ : ndarray of shape (n_classes,)
         Head bias.
     detector_ : estimator
         Fitted clone of ``detector`` (or ``Energy()``).
@@ -296,8 +296,8 @@ class ReAct(_ShapedLogitDetector):
     def _block_logits(self, X, out):
         # The float64 threshold makes the minimum (and the cast) float64.
         clipped = np.minimum(X, np.float64(self.threshold_))
-        np.matmul(clipped, self.W_.T, out=out)
-        out += self.b_
+        np.matmul(clipped, self.coef_.T, out=out)
+        out += self.intercept_
 
 
 class DICE(_ShapedLogitDetector):
@@ -364,11 +364,11 @@ class DICE(_ShapedLogitDetector):
         Percentile :math:`Q_q(V)` of the contributions.
     mask_ : ndarray of shape (n_classes, n_features), dtype bool
         Kept weights :math:`M`.
-    masked_W_ : ndarray of shape (n_classes, n_features)
+    masked_coef_ : ndarray of shape (n_classes, n_features)
         Sparsified head weights :math:`M \odot W`.
-    W_ : ndarray of shape (n_classes, n_features)
+    coef_ : ndarray of shape (n_classes, n_features)
         Head weights.
-    b_ : ndarray of shape (n_classes,)
+    intercept_ : ndarray of shape (n_classes,)
         Head bias.
     detector_ : estimator
         Fitted clone of ``detector`` (or ``Energy()``).
@@ -411,14 +411,14 @@ class DICE(_ShapedLogitDetector):
 
     def _fit_shaping(self, X, y):
         self.mean_ = X.mean(axis=0, dtype=np.float64)
-        contributions = self.mean_ * self.W_
+        contributions = self.mean_ * self.coef_
         self.threshold_ = float(np.percentile(contributions, self.percentile))
         self.mask_ = contributions >= self.threshold_
-        self.masked_W_ = np.where(self.mask_, self.W_, 0.0)
+        self.masked_coef_ = np.where(self.mask_, self.coef_, 0.0)
 
     def _block_logits(self, X, out):
-        np.matmul(X.astype(np.float64, copy=False), self.masked_W_.T, out=out)
-        out += self.b_
+        np.matmul(X.astype(np.float64, copy=False), self.masked_coef_.T, out=out)
+        out += self.intercept_
 
 
 class ASH(_ShapedLogitDetector):
@@ -506,9 +506,9 @@ class ASH(_ShapedLogitDetector):
 
     Attributes
     ----------
-    W_ : ndarray of shape (n_classes, n_features)
+    coef_ : ndarray of shape (n_classes, n_features)
         Head weights.
-    b_ : ndarray of shape (n_classes,)
+    intercept_ : ndarray of shape (n_classes,)
         Head bias.
     detector_ : estimator
         Fitted clone of ``detector`` (or ``Energy()``).
@@ -560,14 +560,14 @@ class ASH(_ShapedLogitDetector):
         shaped = np.empty_like(X, order="C")
         k = n_kept(X.shape[1], self.percentile)
         factor = shape_top_k(X, k, self.variant, shaped)
-        logits = shaped @ _product_weights(self.W_, X.dtype).T
+        logits = shaped @ _product_weights(self.coef_, X.dtype).T
         if factor is None:
             out[...] = logits
         else:  # in float64; an overflow is refused by _shaped_logits
             if self.variant == "s":
                 factor = np.exp(factor)
             np.multiply(logits, factor[:, np.newaxis], out=out)
-        out += self.b_
+        out += self.intercept_
 
 
 class SCALE(_ShapedLogitDetector):
@@ -635,9 +635,9 @@ class SCALE(_ShapedLogitDetector):
 
     Attributes
     ----------
-    W_ : ndarray of shape (n_classes, n_features)
+    coef_ : ndarray of shape (n_classes, n_features)
         Head weights.
-    b_ : ndarray of shape (n_classes,)
+    intercept_ : ndarray of shape (n_classes,)
         Head bias.
     detector_ : estimator
         Fitted clone of ``detector`` (or ``Energy()``).
@@ -679,6 +679,6 @@ class SCALE(_ShapedLogitDetector):
         ratio = top_k_ratios(X, n_kept(X.shape[1], self.percentile))
         # W (f x) = f (W x): the factor scales the logits of the raw features,
         # which need no shaped copy.
-        W = _product_weights(self.W_, X.dtype)
+        W = _product_weights(self.coef_, X.dtype)
         np.multiply(X @ W.T, np.exp(ratio)[:, np.newaxis], out=out)
-        out += self.b_
+        out += self.intercept_

@@ -206,14 +206,14 @@ def test_fitted_statistics():
     X_fit = _features()
     react = ReAct((W, b), percentile=75).fit(X_fit)
     assert react.threshold_ == ref_percentile(X_fit.ravel().tolist(), 75)
-    np.testing.assert_array_equal(react.W_, W)
-    np.testing.assert_array_equal(react.b_, b)
+    np.testing.assert_array_equal(react.coef_, W)
+    np.testing.assert_array_equal(react.intercept_, b)
     dice = DICE((W, b), percentile=70).fit(X_fit)
     np.testing.assert_allclose(dice.mean_, X_fit.mean(axis=0), rtol=1e-14)
     # percentile is the sparsity: the percentage of weights set to zero (up to
     # one weight), as ASH's and SCALE's percentile is that of pruned entries.
     assert abs((~dice.mask_).sum() - 0.7 * W.size) <= 1
-    np.testing.assert_array_equal(dice.masked_W_, np.where(dice.mask_, W, 0.0))
+    np.testing.assert_array_equal(dice.masked_coef_, np.where(dice.mask_, W, 0.0))
 
 
 def test_ood_rows_are_left_out_of_the_fitted_statistics():
@@ -431,7 +431,7 @@ def test_labels_reach_the_inner_detector():
     y = (X_fit @ W.T + b).argmax(axis=1)
     y[:3] = [(v + 1) % N_CLASSES for v in y[:3]]  # labels differ from predictions
     det = DICE((W, b), detector=KLMatching()).fit(X_fit, y)
-    logits = X_fit @ det.masked_W_.T + b
+    logits = X_fit @ det.masked_coef_.T + b
     expected = KLMatching().fit(logits, y).score_samples(logits)
     np.testing.assert_allclose(det.score_samples(X_fit), expected, rtol=1e-12)
     # An inner detector that needs labels makes the shaping detector need them.
@@ -648,7 +648,7 @@ def test_dice_is_not_monotone_through_a_kept_negative_weight():
     # Contributions [[2, -1], [-3, 0]]: the 25th percentile -1.5 keeps the -1.
     W, b = np.array([[2.0, -1.0], [-3.0, 0.0]]), np.zeros(2)
     det = DICE((W, b), percentile=25).fit(np.ones((3, 2)))
-    assert det.mask_[0, 1] and det.masked_W_[0, 1] < 0
+    assert det.mask_[0, 1] and det.masked_coef_[0, 1] < 0
     scores = _energy_of(det, [[1.0, 0.5], [1.0, 1.5]])
     assert scores[1] < scores[0]
 
