@@ -29,7 +29,7 @@ a. 50,000 x 512 features, 100 classes, 10,000 test rows: every pair.
 b. 1,000 classes x 1,024 dims, 20,000 fit rows, 5,000 test rows:
    Mahalanobis, RMD, GMM, KLMatching, ViM.
 c. KNN bank of 1,000,000 x 256 float32, 10,000 queries, k=50: ours with the
-   NumPy and faiss backends against theirs (scikit-learn brute force).
+   NumPy and faiss algorithms against theirs (scikit-learn brute force).
 
 Case a runs in this process (pairs marked heavy run their pytorch-ood side in
 an isolated worker, except with ``--quick``). Cases b and c run every
@@ -359,7 +359,7 @@ def _pairs():
         "OpenMax",
         "OpenMax",
         "logits",
-        lambda c, o: o.OpenMax(tailsize=25, alpha=10, distance="euclidean"),
+        lambda c, o: o.OpenMax(tailsize=25, n_revised_classes=10, distance="euclidean"),
         lambda c, t: t.OpenMax(None, tailsize=25, alpha=10, euclid_weight=1.0),
         lambda s, c: 1.0 - s,
         "1 - theirs (their P0 vs our 1 - P0); theirs is fitted on the correctly "
@@ -414,17 +414,17 @@ def _pairs():
         "KNN",
         "KNN",
         "features",
-        lambda c, o: o.KNN(k=50),
+        lambda c, o: o.KNN(n_neighbors=50),
         lambda c, t: t.KNN(None, k=50),
         _neg,
-        "-theirs (ours: backend auto; theirs: sklearn brute force, n_jobs=-1)",
-        ours_info=lambda d: f"backend={d.backend_}",
+        "-theirs (ours: algorithm auto; theirs: sklearn brute force, n_jobs=-1)",
+        ours_info=lambda d: f"algorithm={d.algorithm_}",
     )
     add(
         "KNN[numpy]",
         "KNN",
         "features",
-        lambda c, o: o.KNN(k=50, backend="numpy"),
+        lambda c, o: o.KNN(n_neighbors=50, algorithm="numpy"),
         lambda c, t: t.KNN(None, k=50),
         _neg,
         "-theirs",
@@ -434,7 +434,7 @@ def _pairs():
         "KNN[faiss]",
         "KNN",
         "features",
-        lambda c, o: o.KNN(k=50, backend="faiss"),
+        lambda c, o: o.KNN(n_neighbors=50, algorithm="faiss"),
         lambda c, t: t.KNN(None, k=50),
         _neg,
         "-theirs",
@@ -444,11 +444,11 @@ def _pairs():
         "NNGuide",
         "NNGuide",
         "features",
-        lambda c, o: o.NNGuide(c.head, k=10),
+        lambda c, o: o.NNGuide(c.head, n_neighbors=10),
         lambda c, t: t.NNGuide(None, head=c.linear(), k=10),
         _neg,
         "-theirs",
-        ours_info=lambda d: f"backend={d.backend_}",
+        ours_info=lambda d: f"algorithm={d.algorithm_}",
     )
     # ---- subspace / head-aware / shaping
     add(
@@ -483,10 +483,10 @@ def _pairs():
         "NCI",
         "NCI",
         "features",
-        lambda c, o: o.NCI(c.head, alpha=1e-4),
+        lambda c, o: o.NCI(c.head, norm_weight=1e-4),
         lambda c, t: t.NCI(None, c.linear(), alpha=1e-4),
         _neg,
-        "-theirs (alpha=1e-4 both)",
+        "-theirs (our norm_weight = their alpha = 1e-4)",
     )
     add(
         "DICE",

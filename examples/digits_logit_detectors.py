@@ -37,7 +37,7 @@ DETECTORS = {
     "GEN": GEN(),
     "TemperatureScaling": TemperatureScaling(),
     "KLMatching": KLMatching(),
-    "OpenMax": OpenMax(tailsize=20, alpha=3),
+    "OpenMax": OpenMax(tailsize=20, n_revised_classes=3),
 }
 SEEDS = range(5)
 

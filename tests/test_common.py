@@ -10,10 +10,12 @@ from sklearn_ood import all_detectors
 # The checks fit on data of 1 to 10 columns, so heads are built for the width.
 _HEAD = {"head": RandomLinearHead(n_classes=3)}
 DETECTOR_KWARGS = {
-    "OpenMax": {"alpha": 1},  # alpha must not exceed the 2-5 logit columns used
-    # Some checks fit on 10 rows; the leave-one-out threshold needs k + 1 <= n.
-    "KNN": {"k": 5},
-    "NNGuide": {**_HEAD, "k": 5},
+    # n_revised_classes must not exceed the 2-5 logit columns used.
+    "OpenMax": {"n_revised_classes": 1},
+    # Some checks fit on 10 rows; the leave-one-out threshold needs
+    # n_neighbors + 1 <= n.
+    "KNN": {"n_neighbors": 5},
+    "NNGuide": {**_HEAD, "n_neighbors": 5},
     # Model-based detectors of sklearn_ood.torch get a tiny tabular network
     # that accepts any width (only where torch is installed).
     **TORCH_DETECTOR_KWARGS,

@@ -121,12 +121,20 @@ class TemperatureScaling(BaseDetector):
     offset_ : float
         ``decision_function = score_samples - offset_``.
     n_features_in_ : int
-        Number of classes (logit columns).
+        Number of classes (logit columns), at least 2.
+
+    See Also
+    --------
+    MaxSoftmax : The same score at a temperature given by hand.
+    KLMatching : Divergence from the typical softmax of each class.
+    OpenMax : Logits recalibrated by per-class Weibull models.
 
     Notes
     -----
     ``fit`` requires labels ``y``; a label must be the index of its logit
     column (``0 <= y < n_classes``), and rows with ``y < 0`` are ignored.
+    It refuses a single logit column (a binary classifier's
+    ``decision_function``); the error message shows how to build two.
 
     Examples
     --------
@@ -236,7 +244,13 @@ class KLMatching(PartialFitMixin, BaseDetector):
     offset_ : float
         ``decision_function = score_samples - offset_``.
     n_features_in_ : int
-        Number of classes (logit columns).
+        Number of classes (logit columns), at least 2.
+
+    See Also
+    --------
+    Entropy : Divergence from the uniform posterior, without fitting.
+    TemperatureScaling : MaxSoftmax at a temperature fitted to the labels.
+    OpenMax : Logits recalibrated by per-class Weibull models.
 
     Examples
     --------

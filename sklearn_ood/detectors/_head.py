@@ -43,13 +43,22 @@ def check_head(head, n_features):
     Returns
     -------
     W : ndarray of shape (n_classes, n_features), dtype float64
+        Head weights, one row per class (a detector's fitted ``coef_``).
     b : ndarray of shape (n_classes,), dtype float64
+        Head bias, zeros when the head has none (a detector's fitted
+        ``intercept_``).
 
     Raises
     ------
     ValueError
         If the shapes do not match each other or ``n_features``, or the
         weights are not finite.
+
+    See Also
+    --------
+    SHE : Inner product with the stored pattern of the predicted class.
+    NNGuide : Energy of the head's logits guided by the nearest fit rows.
+    ViM : Energy corrected by the residual outside the principal subspace.
 
     Examples
     --------

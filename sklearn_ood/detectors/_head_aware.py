@@ -14,6 +14,7 @@ from sklearn.utils._param_validation import Interval
 from sklearn_ood.base import BaseDetector, PartialFitMixin
 from sklearn_ood.detectors._head import check_head, head_logits, head_with_classes
 from sklearn_ood.utils._grouping import group_sums
+from sklearn_ood.utils._validation import check_score_range
 from sklearn_ood.utils._warnings import warn
 
 __all__ = ["NCI", "SHE", "fDBD"]
@@ -40,7 +41,15 @@ def _label_rows(y, head_labels, name):
 
 
 def _floored_norm(Z):
-    return np.maximum(np.linalg.norm(Z, axis=1), _MIN_NORM)
+    """Row norms floored at 1e-12; rows whose squares would overflow are
+    divided by their largest entry first."""
+    with np.errstate(over="ignore"):
+        norms = np.linalg.norm(Z, axis=1)
+    huge = ~np.isfinite(norms)
+    if huge.any():
+        peaks = np.abs(Z[huge]).max(axis=1)
+        norms[huge] = peaks * np.linalg.norm(Z[huge] / peaks[:, None], axis=1)
+    return np.maximum(norms, _MIN_NORM)
 
 
 class SHE(PartialFitMixin, BaseDetector):
@@ -68,6 +77,18 @@ class SHE(PartialFitMixin, BaseDetector):
     the zero pattern, with a warning: its predicted rows score 0, the lowest
     possible score for non-negative (post-ReLU) features.
 
+    SHE does not score rows lower as they move away from the ID data: the
+    score is linear in :math:`x` while the predicted class stays, so a row
+    scaled by :math:`t > 1` (with a bias-free head, which keeps the
+    predicted class) scores :math:`t` times higher, and features far beyond
+    the ID ones can outscore every ID row. This is by design (the energy
+    rewards large activations aligned with a pattern). The patterns are
+    float64 means and the score is computed in float64; it grows like the
+    square of the features' scale, so it leaves the float32 range for
+    float32 features of about :math:`10^{19}` and the float64 range for
+    features of about :math:`10^{154}`: ``fit`` and ``score_samples`` then
+    raise a ``ValueError`` (pass float64 features in the first case).
+
     Parameters
     ----------
     head : tuple, object or callable
@@ -78,8 +99,10 @@ class SHE(PartialFitMixin, BaseDetector):
 
     Attributes
     ----------
-    W_, b_ : ndarray of shapes (n_classes, n_features) and (n_classes,)
-        Head weights and bias.
+    coef_ : ndarray of shape (n_classes, n_features)
+        Head weights :math:`W` (row :math:`k` is :math:`w_k`).
+    intercept_ : ndarray of shape (n_classes,)
+        Head bias :math:`b`.
     head_classes_ : ndarray of shape (n_classes,)
         Class label of each head row.
     patterns_ : ndarray of shape (n_classes, n_features)
@@ -90,6 +113,12 @@ class SHE(PartialFitMixin, BaseDetector):
         Sorted ID labels seen in ``fit`` (only when ``y`` is given).
     offset_ : float
         ``decision_function = score_samples - offset_``.
+
+    See Also
+    --------
+    NCI : Alignment with the predicted class's weight plus the feature norm.
+    fDBD : Distance to the decision boundaries over the distance to the mean.
+    KLMatching : Divergence from the typical softmax of each class.
 
     Examples
     --------
@@ -116,19 +145,22 @@ class SHE(PartialFitMixin, BaseDetector):
         self.head = head
 
     def _reset_stats(self, X, y):
-        self.W_, self.b_, self.head_classes_ = head_with_classes(self.head, X.shape[1])
-        self.pattern_sums_ = np.zeros_like(self.W_)
-        self.pattern_counts_ = np.zeros(len(self.W_), dtype=np.int64)
+        self.coef_, self.intercept_, self.head_classes_ = head_with_classes(
+            self.head, X.shape[1]
+        )
+        self.pattern_sums_ = np.zeros_like(self.coef_)
+        self.pattern_counts_ = np.zeros(len(self.coef_), dtype=np.int64)
 
     def _update_stats(self, X, y):
         # No float64 copy of X: head_logits and group_sums accumulate in
         # float64 from float32 rows.
-        pred = head_logits(X, self.W_, self.b_).argmax(axis=1)
+        pred = head_logits(X, self.coef_, self.intercept_).argmax(axis=1)
         if y is not None:
             correct = pred == _label_rows(y, self.head_classes_, "SHE")
             X, pred = X[correct], pred[correct]
         if len(pred):
-            rows, sums, counts = group_sums(X, pred)
+            with np.errstate(over="ignore"):  # refused in _finalize_stats
+                rows, sums, counts = group_sums(X, pred)
             # Copies, not in-place updates, so that a refused chunk is undone.
             self.pattern_sums_ = self.pattern_sums_.copy()
             self.pattern_counts_ = self.pattern_counts_.copy()
@@ -151,12 +183,20 @@ class SHE(PartialFitMixin, BaseDetector):
                 "so rows predicted as them score 0.",
                 UserWarning,
             )
+        if not np.all(np.isfinite(self.pattern_sums_)):
+            raise ValueError(
+                "SHE's float64 sums of the fit features overflow: the features "
+                "are too large (about 1e308 or more); rescale them."
+            )
         self.patterns_ = self.pattern_sums_ / np.maximum(counts, 1)[:, np.newaxis]
 
     def _score(self, X):
+        dtype = X.dtype
         X = np.asarray(X, dtype=np.float64)
-        pred = head_logits(X, self.W_, self.b_).argmax(axis=1)
-        return np.einsum("ij,ij->i", X, self.patterns_[pred])
+        pred = head_logits(X, self.coef_, self.intercept_).argmax(axis=1)
+        with np.errstate(over="ignore", invalid="ignore"):
+            scores = np.einsum("ij,ij->i", X, self.patterns_[pred])
+        return check_score_range(scores, dtype, "SHE")
 
 
 class _TrainMeanDetector(PartialFitMixin, BaseDetector):
@@ -168,13 +208,20 @@ class _TrainMeanDetector(PartialFitMixin, BaseDetector):
     }
 
     def _reset_stats(self, X, y):
-        self.W_, self.b_ = check_head(self.head, X.shape[1])
+        self.coef_, self.intercept_ = check_head(self.head, X.shape[1])
         self.feature_sum_ = np.zeros(X.shape[1])
 
     def _update_stats(self, X, y):
-        self.feature_sum_ = self.feature_sum_ + np.sum(X, axis=0, dtype=np.float64)
+        with np.errstate(over="ignore"):  # refused in _finalize_stats
+            self.feature_sum_ = self.feature_sum_ + np.sum(X, axis=0, dtype=np.float64)
 
     def _finalize_stats(self):
+        if not np.all(np.isfinite(self.feature_sum_)):
+            raise ValueError(
+                f"{type(self).__name__}'s float64 sum of the fit features "
+                "overflows: the features are too large (about 1e308 or more); "
+                "rescale them."
+            )
         self.mean_ = self.feature_sum_ / self.n_samples_seen_
 
 
@@ -200,6 +247,17 @@ class fDBD(_TrainMeanDetector):
     1e-12, so a row at the mean gets a large finite score. Labels are
     ignored (``y=None`` is the same fit).
 
+    fDBD does not score rows lower as they move away from the ID data: a
+    ratio of two distances, it depends on the direction of :math:`x - \mu`
+    more than on its length. Along a ray :math:`\mu + t v` on which the
+    predicted class stays, :math:`s = a / t + b'` for constants :math:`a,
+    b'`; it is constant in :math:`t` where the logits are all equal at
+    :math:`\mu` (e.g. a bias-free head and features centred at 0), and
+    rises with :math:`t` where the predicted class at :math:`x` is not the
+    largest logit at :math:`\mu`. This is by design: the paper argues that
+    ID rows lie far from the boundaries *relative* to their distance to the
+    mean.
+
     Parameters
     ----------
     head : tuple, object or callable
@@ -210,14 +268,22 @@ class fDBD(_TrainMeanDetector):
 
     Attributes
     ----------
-    W_, b_ : ndarray of shapes (n_classes, n_features) and (n_classes,)
-        Head weights and bias.
+    coef_ : ndarray of shape (n_classes, n_features)
+        Head weights :math:`W` (row :math:`k` is :math:`w_k`).
+    intercept_ : ndarray of shape (n_classes,)
+        Head bias :math:`b`.
     mean_ : ndarray of shape (n_features,)
         Mean :math:`\mu` of the ID fit features.
     weight_distances_ : ndarray of shape (n_classes, n_classes)
         :math:`\lVert w_p - w_c \rVert`, with ones on the diagonal.
     offset_ : float
         ``decision_function = score_samples - offset_``.
+
+    See Also
+    --------
+    NCI : Alignment with the predicted class's weight plus the feature norm.
+    SHE : Inner product with the stored pattern of the predicted class.
+    ViM : Energy corrected by the residual outside the principal subspace.
 
     Examples
     --------
@@ -235,12 +301,12 @@ class fDBD(_TrainMeanDetector):
 
     def _reset_stats(self, X, y):
         super()._reset_stats(X, y)
-        n_classes = len(self.W_)
+        n_classes = len(self.coef_)
         if n_classes < 2:
             raise ValueError(
                 f"fDBD needs a head of at least 2 classes; got {n_classes}."
             )
-        distances = cdist(self.W_, self.W_)  # exact differences, no Gram trick
+        distances = cdist(self.coef_, self.coef_)  # exact differences, no Gram trick
         np.fill_diagonal(distances, 1.0)
         if not np.all(distances > 0):
             p, c = np.argwhere(distances == 0)[0]
@@ -252,12 +318,15 @@ class fDBD(_TrainMeanDetector):
         self.weight_distances_ = distances
 
     def _score(self, X):
+        dtype = X.dtype
         X = np.asarray(X, dtype=np.float64)
-        logits = head_logits(X, self.W_, self.b_)
-        pred = logits.argmax(axis=1)
-        gaps = logits[np.arange(len(X)), pred][:, np.newaxis] - logits
-        boundary = np.sum(gaps / self.weight_distances_[pred], axis=1)
-        return boundary / ((len(self.W_) - 1) * _floored_norm(X - self.mean_))
+        with np.errstate(over="ignore", invalid="ignore"):
+            logits = head_logits(X, self.coef_, self.intercept_)
+            pred = logits.argmax(axis=1)
+            gaps = logits[np.arange(len(X)), pred][:, np.newaxis] - logits
+            boundary = np.sum(gaps / self.weight_distances_[pred], axis=1)
+            scores = boundary / ((len(self.coef_) - 1) * _floored_norm(X - self.mean_))
+        return check_score_range(scores, dtype, "fDBD")
 
 
 class NCI(_TrainMeanDetector):
@@ -274,32 +343,49 @@ class NCI(_TrainMeanDetector):
         s(x) = \frac{w_{\hat y}^\top (x - \mu)}{\lVert x - \mu \rVert}
                + \alpha \lVert x \rVert_1
 
-    As in the authors' OpenOOD code and pytorch-ood 0.4.0, the first term is
-    not divided by :math:`\lVert w_{\hat y}\rVert` (neural collapse makes the
-    class norms equal). pytorch-ood returns :math:`-s`. A row exactly at the
-    mean has proximity 0. Labels are ignored (``y=None`` is the same fit).
+    with :math:`\alpha` = ``norm_weight``. As in the authors' OpenOOD code
+    and pytorch-ood 0.4.0, the first term is not divided by
+    :math:`\lVert w_{\hat y}\rVert` (neural collapse makes the class norms
+    equal). pytorch-ood returns :math:`-s`. A row exactly at the mean has
+    proximity 0. Labels are ignored (``y=None`` is the same fit).
+
+    NCI does not score rows lower as they move away from the ID data: along
+    a ray :math:`\mu + t v` on which the predicted class stays, the
+    proximity depends on the direction :math:`v` only and the norm term
+    grows with :math:`t`, so the score is constant (``norm_weight=0``) or
+    rises. This is by design: the paper reads large, well-aligned features
+    as ID (the norm term is its answer to rows that align by chance).
 
     Parameters
     ----------
     head : tuple, object or callable
         The classifier's last linear layer (see
         :func:`~sklearn_ood.detectors.check_head`).
-    alpha : float >= 0, default=1e-4
-        Weight :math:`\alpha` of the norm term. The default is the authors'
-        OpenOOD setting; they tune it over {1e-4, 1e-3, 1e-2, 1e-1} on
-        validation data (its scale depends on the features'), e.g. with
+    norm_weight : float >= 0, default=1e-4
+        Weight :math:`\alpha` of the :math:`L_1` norm term (the paper's and
+        pytorch-ood's ``alpha``). The default is the authors' OpenOOD
+        setting; they tune it over {1e-4, 1e-3, 1e-2, 1e-1} on validation
+        data (its scale depends on the features'), e.g. with
         ``GridSearchCV`` and an OOD scorer. pytorch-ood's default is 0.
     contamination : float in (0, 0.5], default=0.05
         Fraction of the ID fit rows rejected by ``predict``.
 
     Attributes
     ----------
-    W_, b_ : ndarray of shapes (n_classes, n_features) and (n_classes,)
-        Head weights and bias.
+    coef_ : ndarray of shape (n_classes, n_features)
+        Head weights :math:`W` (row :math:`k` is :math:`w_k`).
+    intercept_ : ndarray of shape (n_classes,)
+        Head bias :math:`b`.
     mean_ : ndarray of shape (n_features,)
         Mean :math:`\mu` of the ID fit features.
     offset_ : float
         ``decision_function = score_samples - offset_``.
+
+    See Also
+    --------
+    fDBD : Distance to the decision boundaries over the distance to the mean.
+    SHE : Inner product with the stored pattern of the predicted class.
+    ViM : Energy corrected by the residual outside the principal subspace.
 
     Examples
     --------
@@ -307,26 +393,29 @@ class NCI(_TrainMeanDetector):
     >>> from sklearn_ood.detectors._head_aware import NCI
     >>> W, b = np.array([[1.0, 0.0], [-1.0, 0.0]]), np.zeros(2)
     >>> X = np.array([[2.0, 1.0], [-2.0, -1.0]])
-    >>> nci = NCI(head=(W, b), alpha=0.1).fit(X)
+    >>> nci = NCI(head=(W, b), norm_weight=0.1).fit(X)
     >>> nci.score_samples([[3.0, 0.0], [0.0, 3.0]]).round(4)
     array([1.3, 0.3])
     """
 
     _parameter_constraints = {
         **_TrainMeanDetector._parameter_constraints,
-        "alpha": [Interval(Real, 0, None, closed="left")],
+        "norm_weight": [Interval(Real, 0, None, closed="left")],
     }
 
-    def __init__(self, head, alpha=1e-4, *, contamination=0.05):
+    def __init__(self, head, norm_weight=1e-4, *, contamination=0.05):
         super().__init__(contamination=contamination)
         self.head = head
-        self.alpha = alpha
+        self.norm_weight = norm_weight
 
     def _score(self, X):
+        dtype = X.dtype
         X = np.asarray(X, dtype=np.float64)
-        pred = head_logits(X, self.W_, self.b_).argmax(axis=1)
-        Z = X - self.mean_
-        proximity = np.einsum("ij,ij->i", Z, self.W_[pred]) / _floored_norm(Z)
-        if self.alpha == 0:
-            return proximity
-        return proximity + self.alpha * np.abs(X).sum(axis=1)
+        with np.errstate(over="ignore", invalid="ignore"):
+            pred = head_logits(X, self.coef_, self.intercept_).argmax(axis=1)
+            Z = X - self.mean_
+            proximity = np.einsum("ij,ij->i", Z, self.coef_[pred]) / _floored_norm(Z)
+            scores = proximity
+            if self.norm_weight != 0:
+                scores = proximity + self.norm_weight * np.abs(X).sum(axis=1)
+        return check_score_range(scores, dtype, "NCI")

@@ -1,68 +1,94 @@
 """Exact k-nearest-neighbour search shared by the neighbour detectors.
 
-Three interchangeable backends *select* the neighbours of each query:
+Three interchangeable algorithms *select* the neighbours of each query:
 
-* ``"numpy"``: blocked matrix products and ``np.argpartition``. Queries are
-  taken ``batch_size`` rows at a time and the bank is split too, so that one
-  block holds at most ``_BLOCK_ELEMENTS`` query-bank pairs; a running top-k
-  is merged across bank blocks. A strided probe of the bank (about 64 k
-  rows, at most one block) seeds each query's k candidates first, so every
-  block only gathers the entries below the running k-th key instead of
-  being partitioned whole (a block where too many are below still is).
-  Memory never grows with ``n_bank * n_queries``: a KNN fit on 1,000,000 x
-  256 float32 rows (1 GB) then scoring 2,000 queries peaked at 2.25 GiB of
-  resident memory.
+* ``"numpy"``: blocked matrix products and ``np.argpartition``. The bank is
+  split into blocks of at most ``_BANK_BLOCK_ROWS`` rows and a running top-k
+  is merged across them. A strided probe of the bank (about 64 k rows, at
+  most one block) seeds each query's k candidates first, so every block only
+  gathers the entries below the running k-th key instead of being
+  partitioned whole (a block where too many are below still is).
 * ``"sklearn"``: :class:`sklearn.neighbors.NearestNeighbors` with
   ``algorithm="brute"`` (chunked by scikit-learn's ``working_memory``).
 * ``"faiss"``: ``faiss.knn``, faiss's exact brute-force search, which reads
   the bank in place (float32) instead of copying it into an index.
 
-``"auto"`` picks faiss when it imports, else NumPy. Every backend ranks by
-a matrix product (the expansion ``||q||^2 + ||b||^2 - 2 q.b`` for
-distances, ``q.b`` itself for inner products) and returns ``k + 8``
-candidates; their distances (or inner products) are then recomputed in
-float64 straight from the rows (``||q - b||`` from the difference, never a
-square root of a cancelled expansion) and the best ``k`` kept. So all
-backends return the same values, and a query equal to a bank row is at
-distance exactly 0 from it. The result is the exact top-k unless more than
-8 other bank rows tie with the k-th within the ranking's rounding (about
-1e-7 relative in float32).
+``"auto"`` picks faiss when it imports, else NumPy. Queries are searched a
+chunk of rows at a time, and their candidates refined (below) a smaller
+chunk at a time, each no larger than scikit-learn's ``working_memory``
+allows for its temporaries, as in ``pairwise_distances_chunked``: memory
+never grows with ``n_bank * n_queries``.
+
+Every algorithm ranks by a matrix product (the expansion ``||q||^2 +
+||b||^2 - 2 q.b`` for distances, ``q.b`` itself for inner products) and
+returns ``k + 8`` candidates; their distances (or inner products) are then
+recomputed in float64 straight from the rows (``||q - b||`` from the
+difference, never a square root of a cancelled expansion, and rescaled by a
+power of two where its squares would leave the float64 range) and the best
+``k`` kept. So all algorithms return the same values, and a query equal to
+a bank row is at distance exactly 0 from it. The result is the exact top-k
+unless more than 8 other bank rows tie with the k-th within the ranking's
+rounding (about 1e-7 relative in float32).
+
+The ranking runs in the bank's dtype (float32 for faiss), whose squares
+overflow for entries of about 1e19 (float32) or 1e154 (float64). Callers
+divide a bank whose entries leave ``[2**-20, 2**20]`` by a power of two
+(:func:`rescale_rows`, exact) and pass that power as ``bank_exponent``: the
+ranking divides the queries alike (and clips those so far beyond the bank
+that every bank row is at the same distance to rounding), while the values
+are computed from the true rows. They are therefore exact wherever they fit
+in float64, and ``inf`` where a distance exceeds it.
 """
 
 import functools
 
 import numpy as np
-from sklearn.utils import gen_batches
+
+from sklearn_ood.utils._chunking import CACHE_BLOCK_BYTES, chunk_n_rows, row_chunks
 
 __all__ = [
-    "BACKENDS",
+    "ALGORITHMS",
     "kneighbors",
     "normalize_rows",
-    "resolve_backend",
+    "range_exponent",
+    "rescale_rows",
+    "resolve_algorithm",
     "squared_row_norms",
 ]
 
-BACKENDS = ("auto", "numpy", "sklearn", "faiss")
+ALGORITHMS = ("auto", "numpy", "sklearn", "faiss")
 
-# Query-bank pairs in one block of the NumPy backend: 2**24 float32 scores
-# (64 MiB) plus the int64 indices of np.argpartition (128 MiB).
-_BLOCK_ELEMENTS = 2**24
-# Elements of the (rows, k, n_features) float64 array used to refine values.
-_REFINE_ELEMENTS = 2**22
-# Rows per chunk for row-wise preprocessing (norms).
-_ROW_CHUNK = 8192
-# Entries per float64 chunk of normalize_rows (4 MiB: stays in cache).
-_NORMALIZE_ELEMENTS = 2**19
-# Bank rows per neighbour in the NumPy backend's probe: the k-th key of the
+# Speed choices, each bounded further by scikit-learn's working_memory:
+# bank rows per block of the NumPy algorithm (the running top-k then gathers
+# the few entries of a block below its k-th key, much cheaper than
+# partitioning long rows), query-bank pairs per block (larger blocks are no
+# faster: 2**24 float32 keys, 64 MiB, with the int64 indices of their
+# partition, 128 MiB), and bytes of candidate rows refined at once (the
+# refinement is memory-bound: larger blocks are no faster).
+_BANK_BLOCK_ROWS = 16_384
+_BLOCK_PAIRS = 2**24
+_REFINE_BYTES = 2**25
+# Bank rows per neighbour in the NumPy algorithm's probe: the k-th key of the
 # probe bounds a block's share of candidates to about k * width / probe rows.
 _PROBE_PER_K = 64
 # Candidates fetched beyond k, then re-ranked by their exact values: the
 # ranking expansion loses precision (about 1e-4 in a float32 distance near
 # 0), so a bank row equal to the query could tie with a row a hair away.
 _EXTRA_CANDIDATES = 8
-# Queries handed at once to faiss and scikit-learn, which bound their own
-# memory by blocking internally and are faster on large query batches.
-_LIBRARY_BATCH = 8192
+# rescale_rows leaves a bank alone when its largest |entry| lies within
+# 2**+-_SAFE_EXPONENT: float32 squares and their sums stay far from the
+# float32 range (and from its subnormals) there.
+_SAFE_EXPONENT = 20
+# Queries ranked in float32 (faiss, or a float32 bank) are clipped to
+# +-2**_FAISS_CLIP_EXPONENT, so that their float32 squared distances stay
+# finite (faiss drops neighbours at infinite distance). A query beyond it is
+# so far from a bank kept within 2**20 that every bank row is at the same
+# distance to float32 rounding; float64 rankings clip at 2**500.
+_FAISS_CLIP_EXPONENT = 45
+# Pairs whose float64 squared distance falls below 2**-960 (where squared
+# differences may have been subnormal) or overflows are recomputed with both
+# rows scaled by a power of two.
+_TINY_SQUARE = 2.0**-960
 
 
 @functools.cache
@@ -74,32 +100,32 @@ def _import_faiss():
     return faiss
 
 
-def resolve_backend(backend):
-    """Name of the backend that ``backend`` stands for.
+def resolve_algorithm(algorithm):
+    """Name of the search algorithm that ``algorithm`` stands for.
 
     ``"auto"`` is ``"faiss"`` when faiss imports, else ``"numpy"``.
 
     Raises
     ------
     ImportError
-        If ``backend="faiss"`` and faiss is not installed.
+        If ``algorithm="faiss"`` and faiss is not installed.
     """
-    if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}.")
-    if backend == "auto":
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {algorithm!r}.")
+    if algorithm == "auto":
         return "faiss" if _import_faiss() is not None else "numpy"
-    if backend == "faiss" and _import_faiss() is None:
+    if algorithm == "faiss" and _import_faiss() is None:
         raise ImportError(
-            "backend='faiss' needs the faiss package (pip install faiss-cpu); "
-            "backend='numpy' or 'sklearn' give the same exact search without it."
+            "algorithm='faiss' needs the faiss package (pip install faiss-cpu); "
+            "algorithm='numpy' or 'sklearn' give the same exact search without it."
         )
-    return backend
+    return algorithm
 
 
 def squared_row_norms(X):
     """``||x_i||^2`` of each row in float64, a chunk of rows at a time."""
     out = np.empty(X.shape[0])
-    for rows in gen_batches(X.shape[0], _ROW_CHUNK):
+    for rows in row_chunks(X.shape[0], 8 * max(X.shape[1], 1)):
         chunk = X[rows].astype(np.float64)
         out[rows] = np.einsum("ij,ij->i", chunk, chunk)
     return out
@@ -116,8 +142,10 @@ def normalize_rows(X, scale=None, dtype=None):
     # divided by its largest entry first. Squares of float32 entries cannot
     # leave the float64 range, so they skip that pass.
     rescale = X.dtype != np.float32
-    step = max(1, _NORMALIZE_ELEMENTS // max(X.shape[1], 1))
-    for rows in gen_batches(X.shape[0], step):
+    row_bytes = 8 * max(X.shape[1], 1)
+    step = chunk_n_rows(row_bytes, max_n_rows=max(1, CACHE_BLOCK_BYTES // row_bytes))
+    for start in range(0, X.shape[0], step):
+        rows = slice(start, start + step)
         chunk = X[rows].astype(np.float64)
         if rescale and chunk.shape[1]:
             peaks = np.abs(chunk).max(axis=1)
@@ -131,7 +159,33 @@ def normalize_rows(X, scale=None, dtype=None):
     return out
 
 
-# ------------------------------------------------------------------ backends
+def range_exponent(peak):
+    """Exponent ``e`` that brings ``peak``, the largest ``|entry|`` of a
+    bank, into ``[0.5, 1)`` when it lies outside ``[2**-20, 2**20]``, else
+    0 (no rescaling needed: float32 squares and their sums stay far from the
+    float32 range there)."""
+    peak = float(peak)
+    if peak == 0 or 2.0**-_SAFE_EXPONENT <= peak <= 2.0**_SAFE_EXPONENT:
+        return 0
+    return int(np.frexp(peak)[1])
+
+
+def rescale_rows(X):
+    """``(X / 2**e, e)`` with ``e = range_exponent(max |X|)``; ``X`` itself
+    (C-contiguous) when ``e = 0``.
+
+    A division by a power of two is exact (up to entries that fall below the
+    smallest normal float, about ``2**(e - 1022)``); distances found on the
+    rescaled rows are ``2**-e`` times the true ones.
+    """
+    X = np.ascontiguousarray(X)
+    exponent = range_exponent(max(X.max(), -X.min())) if X.size else 0
+    if exponent == 0:
+        return X, 0
+    return np.ldexp(X, -exponent).astype(X.dtype, copy=False), exponent
+
+
+# ---------------------------------------------------------------- algorithms
 def _block_top_k(key, k, start):
     """The k smallest keys of each row of a block, with their bank rows."""
     idx = np.arange(start, start + key.shape[1])
@@ -162,6 +216,11 @@ def _below_threshold(key, threshold, start):
     return out_key, out_idx
 
 
+def _numpy_width(n_bank, k):
+    """Bank rows per block of the NumPy algorithm."""
+    return max(k, min(n_bank, _BANK_BLOCK_ROWS))
+
+
 def _numpy_searcher(bank, metric):
     offsets = None
     if metric == "l2":
@@ -175,10 +234,16 @@ def _numpy_searcher(bank, metric):
 
     def search(queries, k):
         # Rank by ||b||^2 - 2 q.b (l2; ||q||^2 is constant per query) or by
-        # -q.b (ip): smaller is better for both.
+        # -q.b (ip): smaller is better for both. Keys that overflow (queries
+        # far beyond the bank) only make the choice among rows that are all
+        # at the same distance to rounding.
+        with np.errstate(over="ignore", invalid="ignore"):
+            return _search(queries, k)
+
+    def _search(queries, k):
         n_q, n_bank = queries.shape[0], bank.shape[0]
         scaled = queries * (-2 if metric == "l2" else -1)
-        width = max(k, _BLOCK_ELEMENTS // max(n_q, 1))
+        width = _numpy_width(n_bank, k)
         best_key = np.empty((n_q, 0), dtype=bank.dtype)
         best_idx = np.empty((n_q, 0), dtype=np.int64)
         # A strided probe of about _PROBE_PER_K * k bank rows gives every row
@@ -187,19 +252,21 @@ def _numpy_searcher(bank, metric):
         # whole blocks (the probe's rows are masked out of the blocks).
         # No larger than a block, so that memory stays bounded by one block.
         stride = n_bank // min(_PROBE_PER_K * k, width)
-        if stride > 1 and n_bank > width:
+        probed = stride > 1 and n_bank > width
+        if probed:
             probe = slice(0, n_bank, stride)
             best_key, best_idx = _block_top_k(keys(scaled, probe), k, 0)
             best_idx = best_idx * stride
-        for cols in gen_batches(n_bank, width):
+        for start in range(0, n_bank, width):
+            cols = slice(start, start + width)
             key = keys(scaled, cols)
-            if stride > 1 and n_bank > width:
-                key[:, (-cols.start) % stride :: stride] = np.inf
+            if probed:
+                key[:, (-start) % stride :: stride] = np.inf
             found = None
             if best_key.shape[1] == k:
-                found = _below_threshold(key, best_key.max(axis=1), cols.start)
+                found = _below_threshold(key, best_key.max(axis=1), start)
             if found is None:
-                found = _block_top_k(key, k, cols.start)
+                found = _block_top_k(key, k, start)
             best_key = np.concatenate([best_key, found[0]], axis=1)
             best_idx = np.concatenate([best_idx, found[1]], axis=1)
             if best_key.shape[1] > k:
@@ -227,7 +294,9 @@ def _sklearn_searcher(bank, metric):
     def search(queries, k):
         if metric == "ip":
             queries = np.hstack([queries, np.zeros((len(queries), 1), queries.dtype)])
-        return nn.kneighbors(queries, k, return_distance=False).astype(np.int64)
+        with np.errstate(over="ignore", invalid="ignore"):
+            found = nn.kneighbors(queries, k, return_distance=False)
+        return found.astype(np.int64)
 
     return search
 
@@ -236,10 +305,18 @@ def _faiss_searcher(bank, metric):
     faiss = _import_faiss()
     data = np.ascontiguousarray(bank, dtype=np.float32)
     kind = faiss.METRIC_L2 if metric == "l2" else faiss.METRIC_INNER_PRODUCT
+    limit = 2.0**_FAISS_CLIP_EXPONENT
 
     def search(queries, k):
-        queries = np.ascontiguousarray(queries, dtype=np.float32)
-        return faiss.knn(queries, data, k, metric=kind)[1]
+        if metric == "l2" and queries.size and np.abs(queries).max() > limit:
+            queries = np.clip(queries, -limit, limit)
+        found = faiss.knn(
+            np.ascontiguousarray(queries, dtype=np.float32), data, k, metric=kind
+        )[1]
+        missing = np.flatnonzero((found < 0).any(axis=1))
+        if missing.size:  # pragma: no cover - faiss dropped non-finite keys
+            found[missing] = _numpy_searcher(bank, metric)(queries[missing], k)
+        return found
 
     return search
 
@@ -252,67 +329,98 @@ _SEARCHERS = {
 
 
 # -------------------------------------------------------------------- search
-def _refine(bank, queries, idx, metric):
-    """Exact float64 distance (l2) or inner product (ip) of each pair."""
-    out = np.empty(idx.shape)
-    step = max(1, _REFINE_ELEMENTS // max(idx.shape[1] * bank.shape[1], 1))
-    for rows in gen_batches(len(queries), step):
-        neighbours = bank[idx[rows]].astype(np.float64)  # (rows, k, n_features)
-        q = queries[rows].astype(np.float64)
-        if metric == "l2":
-            neighbours -= q[:, None, :]
-            out[rows] = np.sqrt(np.einsum("rkd,rkd->rk", neighbours, neighbours))
-        else:
-            out[rows] = np.einsum("rkd,rd->rk", neighbours, q)
+def _rescaled_distances(b, q):
+    """``||b_i - q_i||`` of paired float64 rows, each pair scaled by a power
+    of two first, so that no square under- or overflows (the result itself
+    is ``inf`` where the distance exceeds the float64 range)."""
+    peak = np.maximum(np.abs(b).max(axis=1), np.abs(q).max(axis=1))
+    exponent = np.frexp(peak)[1][:, None]
+    diff = np.ldexp(b, -exponent) - np.ldexp(q, -exponent)
+    with np.errstate(over="ignore"):
+        return np.ldexp(np.sqrt(np.einsum("ij,ij->i", diff, diff)), exponent[:, 0])
+
+
+def _refine(bank, queries, idx, metric, exponent):
+    """Exact float64 distance (l2) or inner product (ip) of each pair, for
+    the bank rows times ``2**exponent`` (exact)."""
+    neighbours = bank[idx].astype(np.float64, copy=False)  # (rows, k, n_features)
+    if exponent:  # the true rows: finite, as they were validated
+        neighbours = np.ldexp(neighbours, exponent)
+    if metric == "ip":
+        return np.einsum("rkd,rd->rk", neighbours, queries)
+    with np.errstate(over="ignore", invalid="ignore"):
+        neighbours -= queries[:, None, :]
+        squares = np.einsum("rkd,rkd->rk", neighbours, neighbours)
+    out = np.sqrt(squares)
+    redo = ~((squares >= _TINY_SQUARE) & (squares < np.inf))
+    if redo.any():
+        rows, cols = np.nonzero(redo)
+        pairs = np.ldexp(bank[idx[rows, cols]].astype(np.float64), exponent)
+        out[rows, cols] = _rescaled_distances(pairs, queries[rows])
     return out
 
 
+def _search_queries(queries, dtype, metric, exponent):
+    """Queries as the ranking sees them: in the bank's dtype and, for
+    distances, divided by the bank's power of two, clipped so that their
+    squares stay finite in that dtype. A query clipped so lies so far beyond
+    the bank that every bank row is at the same distance to rounding."""
+    if metric == "ip":  # the bank's scale does not change the ranking
+        return np.asarray(queries, dtype=dtype)
+    if exponent:
+        with np.errstate(over="ignore"):  # clipped below
+            queries = np.ldexp(queries, -exponent)
+    limit = 2.0 ** (_FAISS_CLIP_EXPONENT if dtype == np.float32 else 500)
+    if queries.size and np.abs(queries).max() > limit:
+        queries = np.clip(queries, -limit, limit)
+    return np.asarray(queries, dtype=dtype)
+
+
 def kneighbors(
-    bank,
-    queries,
-    k,
-    *,
-    metric="l2",
-    backend="numpy",
-    batch_size=1024,
-    exclude=None,
+    bank, queries, k, *, metric="l2", algorithm="numpy", exclude=None, bank_exponent=0
 ):
     """Exact k nearest bank rows of each query.
 
     Parameters
     ----------
     bank : ndarray of shape (n_bank, n_features)
-        Rows searched (float32 or float64).
+        Rows searched (float32 or float64), divided by ``2**bank_exponent``
+        (see :func:`rescale_rows`) so that its entries lie within about
+        ``2**+-20``.
     queries : ndarray of shape (n_queries, n_features)
-        Rows whose neighbours are wanted; cast to ``bank``'s dtype.
+        Rows whose neighbours are wanted, not divided: they are compared
+        with the bank's rows times ``2**bank_exponent``. The ranking sees
+        them in ``bank``'s dtype, the values are computed from them in
+        float64.
     k : int
         Number of neighbours, at most ``n_bank`` (``n_bank - 1`` with
         ``exclude``).
     metric : {"l2", "ip"}
         ``"l2"``: smallest Euclidean distance; ``"ip"``: largest inner
         product.
-    backend : {"auto", "numpy", "sklearn", "faiss"}
-        Search backend (see the module docstring).
-    batch_size : int
-        Queries searched at once by the NumPy backend; faiss and
-        scikit-learn get at least 8192 at a time (they block internally).
+    algorithm : {"auto", "numpy", "sklearn", "faiss"}
+        Search algorithm (see the module docstring).
     exclude : array-like of int of shape (n_queries,), default=None
         Leave one out: ``exclude[i]`` is the bank row that query ``i`` *is*
         and must not count as its own neighbour. Exactly one match, found by
         index, is dropped, so exact duplicates of it elsewhere in the bank
         still count (at distance 0).
+    bank_exponent : int, default=0
+        The power of two the bank was divided by.
 
     Returns
     -------
     values : ndarray of shape (n_queries, k), float64
         Distances in increasing order (``"l2"``) or inner products in
-        decreasing order (``"ip"``).
+        decreasing order (``"ip"``), of the queries and the bank's rows
+        times ``2**bank_exponent``; ``inf`` where a distance exceeds the
+        float64 range.
     indices : ndarray of shape (n_queries, k), int64
         Bank rows of the neighbours, in the same order.
     """
-    backend = resolve_backend(backend)
-    queries = np.asarray(queries, dtype=bank.dtype)
-    n_queries, n_bank = queries.shape[0], bank.shape[0]
+    algorithm = resolve_algorithm(algorithm)
+    queries = np.asarray(queries)
+    (n_queries, n_features), n_bank = queries.shape, bank.shape[0]
     n_search = k if exclude is None else k + 1
     if exclude is not None:
         exclude = np.asarray(exclude, dtype=np.int64)
@@ -323,15 +431,42 @@ def kneighbors(
             f"k={k} needs at least {n_search} bank rows, got n_samples={n_bank}."
         )
     n_candidates = min(n_bank, n_search + _EXTRA_CANDIDATES)
-    search = _SEARCHERS[backend](bank, metric)
+    search = _SEARCHERS[algorithm](bank, metric)
     worst = np.inf if metric == "l2" else -np.inf
     values = np.empty((n_queries, k))
     indices = np.empty((n_queries, k), dtype=np.int64)
-    if backend != "numpy":
-        batch_size = max(batch_size, _LIBRARY_BATCH)
-    for rows in gen_batches(n_queries, batch_size):
-        idx = np.asarray(search(queries[rows], n_candidates), dtype=np.int64)
-        val = _refine(bank, queries[rows], idx, metric)
+    # Temporaries per query row of a search chunk: its copies for the ranking
+    # and the candidates found, or (NumPy) one block of keys with the int64
+    # indices of their partition and a mask. Per row of a refinement chunk:
+    # the candidate rows gathered in the bank's dtype, then in float64.
+    row_bytes = n_features * (8 + bank.itemsize) + 16 * n_candidates
+    max_rows = None
+    if algorithm == "numpy":
+        width = _numpy_width(n_bank, n_search)
+        row_bytes += width * (bank.itemsize + 9)
+        max_rows = max(1, _BLOCK_PAIRS // width)
+    n_rows = chunk_n_rows(row_bytes, max_n_rows=max_rows)
+    refine_bytes = n_candidates * max(n_features, 1) * (bank.itemsize + 8)
+    refine_rows = chunk_n_rows(
+        refine_bytes, max_n_rows=max(1, _REFINE_BYTES // refine_bytes)
+    )
+    for start in range(0, n_queries, n_rows):
+        rows = slice(start, start + n_rows)
+        chunk = queries[rows]
+        idx = search(
+            _search_queries(chunk, bank.dtype, metric, bank_exponent), n_candidates
+        )
+        idx = np.asarray(idx, dtype=np.int64)
+        val = np.empty(idx.shape)
+        for sub in range(0, len(idx), refine_rows):
+            part = slice(sub, sub + refine_rows)
+            val[part] = _refine(
+                bank,
+                chunk[part].astype(np.float64, copy=False),
+                idx[part],
+                metric,
+                bank_exponent,
+            )
         if exclude is not None:
             # Indices within a row are distinct: at most one self-match. If
             # none (ties among > k duplicates), self ranks behind all of the

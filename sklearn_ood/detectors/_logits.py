@@ -1,7 +1,8 @@
 """Detectors that score a classifier's logits without learning anything.
 
-Each takes logits of shape ``(n_samples, n_classes)``. ``fit`` only records
-the number of classes and the ``contamination`` threshold ``offset_``.
+Each takes logits of shape ``(n_samples, n_classes)`` with at least two
+columns. ``fit`` only records the number of classes and the
+``contamination`` threshold ``offset_``.
 """
 
 from numbers import Integral, Real
@@ -16,13 +17,27 @@ from sklearn_ood.detectors._softmax import (
     neg_entropy64,
     softmax64,
 )
+from sklearn_ood.utils._validation import check_n_classes
 
 __all__ = ["Energy", "Entropy", "GEN", "MaxLogit", "MaxSoftmax", "WeightedEnergy"]
 
 _POSITIVE = Interval(Real, 0, None, closed="neither")
 
 
-class MaxSoftmax(BaseDetector):
+class _LogitDetector(BaseDetector):
+    """A fixed function of the logits; ``fit`` refuses a single logit column.
+
+    One column (a binary classifier's ``decision_function``) would give every
+    row the same softmax-based score, silently.
+    """
+
+    _stateless = True
+
+    def _fit(self, X, y):
+        check_n_classes(X, type(self).__name__)
+
+
+class MaxSoftmax(_LogitDetector):
     r"""Maximum softmax probability (MSP) of the logits.
 
     .. math:: s(x) = \max_k \operatorname{softmax}(l(x) / T)_k
@@ -31,6 +46,11 @@ class MaxSoftmax(BaseDetector):
     and Out-of-Distribution Examples in Neural Networks", ICLR 2017. With
     ``temperature > 1`` it is the score ODIN uses without input perturbation.
     pytorch-ood's ``MaxSoftmax`` returns the negated value (an outlier score).
+    Raising the largest logit, the others fixed, never lowers the score
+    (:math:`s = 1 / \sum_k e^{(l_k - l_{\max}) / T}`). ``fit`` refuses a
+    single logit column (a binary classifier's ``decision_function``), whose
+    softmax is the constant 1; its error message shows how to build the two
+    columns.
 
     Parameters
     ----------
@@ -44,7 +64,13 @@ class MaxSoftmax(BaseDetector):
     offset_ : float
         ``decision_function = score_samples - offset_``.
     n_features_in_ : int
-        Number of classes (logit columns).
+        Number of classes (logit columns), at least 2.
+
+    See Also
+    --------
+    MaxLogit : The largest logit itself, before the softmax.
+    Energy : Log-sum-exp of the logits.
+    TemperatureScaling : MaxSoftmax at a temperature fitted to the labels.
 
     Examples
     --------
@@ -60,8 +86,6 @@ class MaxSoftmax(BaseDetector):
         "temperature": [_POSITIVE],
     }
 
-    _stateless = True
-
     def __init__(self, temperature=1.0, *, contamination=0.05):
         super().__init__(contamination=contamination)
         self.temperature = temperature
@@ -70,13 +94,15 @@ class MaxSoftmax(BaseDetector):
         return max_softmax64(X, self.temperature)
 
 
-class MaxLogit(BaseDetector):
+class MaxLogit(_LogitDetector):
     r"""Maximum logit.
 
     .. math:: s(x) = \max_k l_k(x)
 
     Hendrycks et al., "Scaling Out-of-Distribution Detection for Real-World
     Settings", ICML 2022. pytorch-ood's ``MaxLogit`` returns the negated value.
+    Raising the largest logit raises the score; the other logits do not
+    count.
 
     Parameters
     ----------
@@ -88,7 +114,12 @@ class MaxLogit(BaseDetector):
     offset_ : float
         ``decision_function = score_samples - offset_``.
     n_features_in_ : int
-        Number of classes (logit columns).
+        Number of classes (logit columns), at least 2.
+
+    See Also
+    --------
+    MaxSoftmax : The largest softmax probability.
+    Energy : Log-sum-exp of the logits, a smooth maximum.
 
     Examples
     --------
@@ -99,8 +130,6 @@ class MaxLogit(BaseDetector):
     array([4., 2.])
     """
 
-    _stateless = True
-
     def __init__(self, *, contamination=0.05):
         super().__init__(contamination=contamination)
 
@@ -108,7 +137,7 @@ class MaxLogit(BaseDetector):
         return X.max(axis=1)
 
 
-class Energy(BaseDetector):
+class Energy(_LogitDetector):
     r"""Free energy score (negative energy) of the logits.
 
     .. math:: s(x) = T \log \sum_k \exp(l_k(x) / T) = -E(x; T)
@@ -116,7 +145,9 @@ class Energy(BaseDetector):
     Liu et al., "Energy-based Out-of-distribution Detection", NeurIPS 2020.
     The paper's energy :math:`E` is low for ID data; this score is its
     negation so that higher means more in-distribution. pytorch-ood's
-    ``EnergyBased`` returns :math:`E` itself.
+    ``EnergyBased`` returns :math:`E` itself. The score increases in every
+    logit (:math:`\partial s / \partial l_k = \operatorname{softmax}(l /
+    T)_k > 0`).
 
     Parameters
     ----------
@@ -130,7 +161,13 @@ class Energy(BaseDetector):
     offset_ : float
         ``decision_function = score_samples - offset_``.
     n_features_in_ : int
-        Number of classes (logit columns).
+        Number of classes (logit columns), at least 2.
+
+    See Also
+    --------
+    WeightedEnergy : Energy with class weights, as used by VOS.
+    MaxLogit : The largest logit, the limit of the energy as :math:`T \to 0`.
+    NNGuide : Energy of the head's logits guided by the nearest fit rows.
 
     Examples
     --------
@@ -146,8 +183,6 @@ class Energy(BaseDetector):
         "temperature": [_POSITIVE],
     }
 
-    _stateless = True
-
     def __init__(self, temperature=1.0, *, contamination=0.05):
         super().__init__(contamination=contamination)
         self.temperature = temperature
@@ -156,7 +191,7 @@ class Energy(BaseDetector):
         return self.temperature * logsumexp64(X, self.temperature)
 
 
-class WeightedEnergy(BaseDetector):
+class WeightedEnergy(_LogitDetector):
     r"""Class-weighted free energy, as used by VOS.
 
     .. math:: s(x) = T \log \sum_k w_k \exp(l_k(x) / T)
@@ -166,7 +201,8 @@ class WeightedEnergy(BaseDetector):
     training (the ``weight_energy`` layer of their code, passed through a
     ReLU); pass those weights here. Uniform weights of one give
     :class:`Energy`. pytorch-ood's ``WeightedEBO`` returns the negated value
-    at temperature 1.
+    at temperature 1. The score never decreases in any logit, and increases
+    in every logit of positive weight.
 
     Parameters
     ----------
@@ -185,7 +221,11 @@ class WeightedEnergy(BaseDetector):
     offset_ : float
         ``decision_function = score_samples - offset_``.
     n_features_in_ : int
-        Number of classes (logit columns).
+        Number of classes (logit columns), at least 2.
+
+    See Also
+    --------
+    Energy : The unweighted free energy.
 
     Examples
     --------
@@ -202,14 +242,13 @@ class WeightedEnergy(BaseDetector):
         "temperature": [_POSITIVE],
     }
 
-    _stateless = True
-
     def __init__(self, weights=None, temperature=1.0, *, contamination=0.05):
         super().__init__(contamination=contamination)
         self.weights = weights
         self.temperature = temperature
 
     def _fit(self, X, y):
+        super()._fit(X, y)
         n_classes = X.shape[1]
         if self.weights is None:
             self.weights_ = np.ones(n_classes)
@@ -233,7 +272,7 @@ class WeightedEnergy(BaseDetector):
             return self.temperature * logsumexp64(X, self.temperature, self.weights_)
 
 
-class Entropy(BaseDetector):
+class Entropy(_LogitDetector):
     r"""Negative Shannon entropy of the softmax.
 
     .. math:: s(x) = \sum_k p_k \log p_k, \qquad p = \operatorname{softmax}(l(x))
@@ -241,6 +280,9 @@ class Entropy(BaseDetector):
     Confident (low-entropy) predictions score high. Used as an uncertainty
     baseline in e.g. Hendrycks et al., "Deep Anomaly Detection with Outlier
     Exposure", ICLR 2019; pytorch-ood's ``Entropy`` returns :math:`-s`.
+    Raising the largest logit :math:`l_m`, the others fixed, never lowers
+    the score: :math:`\partial s / \partial l_m = p_m \sum_{j} p_j (\log p_m
+    - \log p_j) \ge 0`. Raising another logit can lower it.
 
     Parameters
     ----------
@@ -252,7 +294,13 @@ class Entropy(BaseDetector):
     offset_ : float
         ``decision_function = score_samples - offset_``.
     n_features_in_ : int
-        Number of classes (logit columns).
+        Number of classes (logit columns), at least 2.
+
+    See Also
+    --------
+    GEN : Generalized entropy of the largest probabilities.
+    MaxSoftmax : The largest softmax probability.
+    KLMatching : Divergence from the typical softmax of each class.
 
     Examples
     --------
@@ -263,8 +311,6 @@ class Entropy(BaseDetector):
     array([-0.6931, -0.0012])
     """
 
-    _stateless = True
-
     def __init__(self, *, contamination=0.05):
         super().__init__(contamination=contamination)
 
@@ -272,7 +318,7 @@ class Entropy(BaseDetector):
         return neg_entropy64(X)
 
 
-class GEN(BaseDetector):
+class GEN(_LogitDetector):
     r"""Generalized entropy (GEN) score.
 
     .. math:: s(x) = -\sum_{j \in \text{top-}M} p_j^\gamma (1 - p_j)^\gamma,
@@ -283,6 +329,14 @@ class GEN(BaseDetector):
     :math:`M` largest probabilities. We follow the paper and *sum* over them;
     pytorch-ood 0.4.0 averages (divides by :math:`M`), which changes the
     scale but not the ranking.
+
+    With ``top_m=None`` raising the largest logit, the others fixed, never
+    lowers the score (the classes losing mass have :math:`p_j \le 1/2`,
+    where each term grows with :math:`p_j`, and they outweigh the top term).
+    With ``top_m`` below the number of classes it can: while the top
+    probability is below 1/2 its term grows with it, and the terms of the
+    classes it takes mass from may be left out of the sum (with ``top_m=1``
+    the score falls as the top probability rises towards 1/2).
 
     Parameters
     ----------
@@ -300,7 +354,12 @@ class GEN(BaseDetector):
     offset_ : float
         ``decision_function = score_samples - offset_``.
     n_features_in_ : int
-        Number of classes (logit columns).
+        Number of classes (logit columns), at least 2.
+
+    See Also
+    --------
+    Entropy : Negative Shannon entropy of the softmax.
+    MaxSoftmax : The largest softmax probability.
 
     Examples
     --------
@@ -317,14 +376,13 @@ class GEN(BaseDetector):
         "top_m": [Interval(Integral, 1, None, closed="left"), None],
     }
 
-    _stateless = True
-
     def __init__(self, gamma=0.1, top_m=None, *, contamination=0.05):
         super().__init__(contamination=contamination)
         self.gamma = gamma
         self.top_m = top_m
 
     def _fit(self, X, y):
+        super()._fit(X, y)
         if self.top_m is not None and self.top_m > X.shape[1]:
             raise ValueError(
                 f"top_m={self.top_m} exceeds the number of classes ({X.shape[1]} "

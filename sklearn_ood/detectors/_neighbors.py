@@ -10,36 +10,36 @@ so ``predict(X_fit)`` rejects fewer than ``contamination`` of them.
 from numbers import Integral
 
 import numpy as np
-from sklearn.utils import gen_batches
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from sklearn_ood.base import BaseDetector
 from sklearn_ood.detectors._head import check_head, head_logits
 from sklearn_ood.detectors._knn_search import (
-    BACKENDS,
+    ALGORITHMS,
     kneighbors,
     normalize_rows,
-    resolve_backend,
+    range_exponent,
+    rescale_rows,
+    resolve_algorithm,
 )
 from sklearn_ood.detectors._softmax import logsumexp64
+from sklearn_ood.utils._chunking import row_chunks
+from sklearn_ood.utils._validation import check_score_range
 
 __all__ = ["KNN", "NNGuide"]
 
-# Rows whose logits are computed at once (n_classes float64 values each).
-_LOGIT_CHUNK = 8192
-
 _SEARCH_CONSTRAINTS = {
-    "k": [Interval(Integral, 1, None, closed="left")],
-    "backend": [StrOptions(set(BACKENDS))],
-    "batch_size": [Interval(Integral, 1, None, closed="left")],
+    "n_neighbors": [Interval(Integral, 1, None, closed="left")],
+    "algorithm": [StrOptions(set(ALGORITHMS))],
 }
 
 
-def _check_k(k, n_samples):
-    if k + 1 > n_samples:
+def _check_n_neighbors(n_neighbors, n_samples):
+    if n_neighbors + 1 > n_samples:
         raise ValueError(
-            f"k={k} needs at least k + 1 = {k + 1} fit rows (each fit row is "
-            f"scored without itself for the threshold), got n_samples={n_samples}."
+            f"n_neighbors={n_neighbors} needs at least n_neighbors + 1 = "
+            f"{n_neighbors + 1} fit rows (each fit row is scored without itself "
+            f"for the threshold), got n_samples={n_samples}."
         )
 
 
@@ -52,12 +52,13 @@ class KNN(BaseDetector):
         z = \frac{x}{\lVert x \rVert_2}
 
     Sun, Ming, Zhu & Li, "Out-of-Distribution Detection with Deep Nearest
-    Neighbors", ICML 2022. :math:`z_{(k)}` is the k-th nearest of the
-    L2-normalised fit rows (the bank). A query equal to a bank row is at
-    distance exactly 0 from it, so with ``k=1`` its score is 0, the largest
-    possible. Zero rows are left as they are by the normalisation.
+    Neighbors", ICML 2022. :math:`z_{(k)}` is the :math:`k`-th nearest
+    (:math:`k` = ``n_neighbors``) of the L2-normalised fit rows (the bank).
+    A query equal to a bank row is at distance exactly 0 from it, so with
+    ``n_neighbors=1`` its score is 0, the largest possible. Zero rows are
+    left as they are by the normalisation.
 
-    The search is exact (see ``backend``); every backend gives the same
+    The search is exact (see ``algorithm``); every algorithm gives the same
     scores up to rounding, because the k-th distance is recomputed in
     float64 from the rows once the neighbours are found. Fit rows are scored
     leave-one-out for ``offset_``: row :math:`i` is searched with ``k + 1``
@@ -65,6 +66,20 @@ class KNN(BaseDetector):
     index (duplicates of it elsewhere still count, at distance 0). With more
     than 10,000 fit rows, a seeded uniform sample of 10,000 of them is
     scored so, not all: each costs a search of the whole bank.
+    ``contamination=None`` skips that pass (scores only).
+
+    With ``normalize=False`` the score is the raw Euclidean distance, the
+    same from every algorithm at any magnitude the floats hold: a bank whose
+    entries lie outside :math:`[2^{-20}, 2^{20}]` is divided by a power of
+    two (exactly) and the ranking divides the queries alike, so that a
+    float32 ranking (faiss's, or NumPy's on float32 data) never overflows,
+    while the distances are computed from the true rows, with squares
+    rescaled where they would leave the float64 range. A distance beyond the
+    float range of the scores (float32 for float32 input) raises a
+    ``ValueError``. Moving a query away from the bank along a ray, beyond
+    the bank's radius around the ray's origin, lowers its score at every
+    step: every distance :math:`\lVert c + t v - b \rVert` grows with
+    :math:`t` once :math:`t > \lVert b - c \rVert`.
 
     Differences: the paper's code (faiss ``IndexFlatL2``) ranks by the
     *squared* distance; the ranking is the same. pytorch-ood 0.4.0's ``KNN``
@@ -75,54 +90,59 @@ class KNN(BaseDetector):
 
     Parameters
     ----------
-    k : int >= 1, default=50
-        Rank of the neighbour whose distance is the score (the paper uses 50
-        on CIFAR-10, 200 on CIFAR-100, 1000 on ImageNet). The fit set needs
-        at least ``k + 1`` rows.
+    n_neighbors : int >= 1, default=50
+        Rank :math:`k` of the neighbour whose distance is the score (the
+        paper uses 50 on CIFAR-10, 200 on CIFAR-100, 1000 on ImageNet). The
+        fit set needs at least ``n_neighbors + 1`` rows.
     normalize : bool, default=True
         L2-normalise fit rows and queries. With ``False`` the raw Euclidean
         distance is used.
-    backend : {"auto", "numpy", "sklearn", "faiss"}, default="auto"
+    algorithm : {"auto", "numpy", "sklearn", "faiss"}, default="auto"
         Exact neighbour search: NumPy blocked matrix products, scikit-learn's
         brute-force ``NearestNeighbors``, or faiss (``faiss.knn``).
         ``"auto"`` uses faiss when it is installed, else NumPy;
-        ``"faiss"`` without faiss raises ``ImportError``.
-    batch_size : int >= 1, default=1024
-        Queries searched at once by the NumPy backend, which also splits the
-        bank so that one block holds at most 2**24 query-bank pairs (64 MiB
-        of float32 scores): memory never grows with ``n_fit * n_queries``.
-        faiss and scikit-learn, which block internally, get at least 8192
-        queries at a time.
-    contamination : float in (0, 0.5], default=0.05
-        Fraction of the ID fit rows rejected by the leave-one-out threshold.
+        ``"faiss"`` without faiss raises ``ImportError``. Queries are
+        searched a chunk at a time, as many as scikit-learn's
+        ``working_memory`` allows (``sklearn.config_context(
+        working_memory=...)``, in MiB), so memory never grows with
+        ``n_fit * n_queries``.
+    contamination : float in (0, 0.5] or None, default=0.05
+        Fraction of the ID fit rows rejected by the leave-one-out threshold;
+        ``None`` learns no threshold.
 
     Attributes
     ----------
     bank_ : ndarray of shape (n_fit, n_features)
         Normalised fit rows, in the dtype of the fit data (float32 stays
-        float32, half the memory; queries are cast to it). With
+        float32, half the memory; the ranking casts queries to it). With
         ``normalize=False``, the validated fit data itself (C-contiguous; not
-        copied when it already was).
-    backend_ : str
-        Backend that ``backend`` resolved to at fit time. Scoring resolves
-        ``backend`` again, so an ``"auto"`` model pickled where faiss was
-        installed still scores where it is not.
+        copied when it already was), divided by a power of two when its
+        entries lie outside :math:`[2^{-20}, 2^{20}]` (see above).
+    algorithm_ : str
+        Algorithm that ``algorithm`` resolved to at fit time. Scoring
+        resolves ``algorithm`` again, so an ``"auto"`` model pickled where
+        faiss was installed still scores where it is not.
     offset_ : float
         ``decision_function = score_samples - offset_``.
     n_features_in_ : int
         Number of feature columns.
+
+    See Also
+    --------
+    NNGuide : Energy score guided by the similarity to the nearest fit rows.
+    Mahalanobis : Distance to the closest class mean under a shared covariance.
+    GMM : Likelihood under a Gaussian mixture fitted to the features.
 
     Examples
     --------
     >>> import numpy as np
     >>> from sklearn_ood.detectors import KNN
     >>> X = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
-    >>> knn = KNN(k=1, backend="numpy").fit(X)
+    >>> knn = KNN(n_neighbors=1, algorithm="numpy").fit(X)
     >>> knn.score_samples([[2.0, 0.0], [-1.0, 0.0]]).round(4)
     array([ 0.    , -1.4142])
     """
 
-    # Most fit rows scored (leave-one-out) for offset_, as in PartialFitMixin.
     _parameter_constraints = {
         **BaseDetector._parameter_constraints,
         **_SEARCH_CONSTRAINTS,
@@ -130,47 +150,50 @@ class KNN(BaseDetector):
     }
 
     def __init__(
-        self,
-        k=50,
-        normalize=True,
-        backend="auto",
-        batch_size=1024,
-        *,
-        contamination=0.05,
+        self, n_neighbors=50, normalize=True, algorithm="auto", *, contamination=0.05
     ):
         super().__init__(contamination=contamination)
-        self.k = k
+        self.n_neighbors = n_neighbors
         self.normalize = normalize
-        self.backend = backend
-        self.batch_size = batch_size
+        self.algorithm = algorithm
 
     def _fit(self, X, y):
-        _check_k(self.k, X.shape[0])
-        self.backend_ = resolve_backend(self.backend)
-        self.bank_ = normalize_rows(X) if self.normalize else np.ascontiguousarray(X)
+        _check_n_neighbors(self.n_neighbors, X.shape[0])
+        self.algorithm_ = resolve_algorithm(self.algorithm)
+        if self.normalize:
+            self.bank_, self._bank_exponent = normalize_rows(X), 0
+        else:
+            self.bank_, self._bank_exponent = rescale_rows(X)
 
-    def _kth_distance(self, queries, exclude=None):
+    def _kth_distance(self, queries, dtype, exclude=None):
         distances, _ = kneighbors(
             self.bank_,
             queries,
-            self.k,
+            self.n_neighbors,
             metric="l2",
-            backend=self.backend,
-            batch_size=self.batch_size,
+            algorithm=self.algorithm,
             exclude=exclude,
+            bank_exponent=self._bank_exponent,
         )
-        return distances[:, -1]
+        return check_score_range(
+            0.0 - distances[:, -1],
+            dtype,
+            type(self).__name__,
+            "distance to the k-th neighbour",
+        )
 
     def _score(self, X):
-        # Queries are prepared exactly like the bank (same dtype), so that a
-        # duplicate of a fit row is at distance exactly 0.
-        queries = normalize_rows(X, dtype=self.bank_.dtype) if self.normalize else X
-        return 0.0 - self._kth_distance(queries)
+        # Normalised queries are prepared exactly like the bank (same dtype),
+        # so that a duplicate of a fit row is at distance exactly 0.
+        if self.normalize:
+            X = normalize_rows(X, dtype=self.bank_.dtype)
+        return self._kth_distance(X, X.dtype)
 
     def _fit_scores(self, X_id, rows):
-        # Each sampled bank row is left out of its own neighbours.
+        # Each sampled fit row is left out of its own neighbours.
         rows = np.arange(len(X_id))[rows]
-        return 0.0 - self._kth_distance(self.bank_[rows], exclude=rows)
+        queries = self.bank_[rows] if self.normalize else X_id[rows]
+        return self._kth_distance(queries, X_id.dtype, exclude=rows)
 
 
 class NNGuide(BaseDetector):
@@ -191,17 +214,26 @@ class NNGuide(BaseDetector):
     (``logsumexp`` of the logits :math:`l(x) = W x + b` of the classifier's
     ``head``, temperature 1). The bank holds the normalised fit rows scaled
     by their confidence, and the guidance is the mean of the :math:`k`
-    largest inner products :math:`\langle \hat x, b_i \rangle` (the set
-    :math:`N_k(x)`), i.e. the mean confidence-weighted cosine similarity.
-    The neighbours are ranked by these scaled products, not by cosine alone,
-    and a fit row of negative confidence (all logits very negative) points
-    the other way. This is the definition of the authors' code (faiss ``IndexFlatIP`` on
-    the scaled bank) and of pytorch-ood 0.4.0, whose ``NNGuide`` returns
-    :math:`-s`. Fit rows are scored leave-one-out for ``offset_`` (a fit
-    row is dropped from its own neighbour list by index; at most a seeded
-    sample of 10,000 of them, as in :class:`KNN`); pytorch-ood and the
-    authors' code have no threshold. The paper's bank is a random 1 %
-    of ImageNet's training set; fit on such a subset to do the same.
+    (``n_neighbors``) largest inner products :math:`\langle \hat x, b_i
+    \rangle` (the set :math:`N_k(x)`), i.e. the mean confidence-weighted
+    cosine similarity. The neighbours are ranked by these scaled products,
+    not by cosine alone, and a fit row of negative confidence (all logits
+    very negative) points the other way. This is the definition of the
+    authors' code (faiss ``IndexFlatIP`` on the scaled bank) and of
+    pytorch-ood 0.4.0, whose ``NNGuide`` returns :math:`-s`. Fit rows are
+    scored leave-one-out for ``offset_`` (a fit row is dropped from its own
+    neighbour list by index; at most a seeded sample of 10,000 of them, as
+    in :class:`KNN`); pytorch-ood and the authors' code have no threshold.
+    The paper's bank is a random 1 % of ImageNet's training set; fit on such
+    a subset to do the same.
+
+    The confidence and the products are computed in float64. The score
+    grows like the square of the features' scale (about
+    :math:`\lVert W \rVert^2 \lVert x \rVert^2`), so it leaves the float32
+    range for float32 features of about :math:`10^{19}` and the float64
+    range for features of about :math:`10^{154}`: ``fit`` (for the
+    bank or the threshold) and ``score_samples`` then raise a
+    ``ValueError`` (pass float64 features in the first case).
 
     Parameters
     ----------
@@ -210,31 +242,39 @@ class NNGuide(BaseDetector):
         :func:`~sklearn_ood.detectors.check_head` accepts: a pair ``(W, b)``,
         a torch ``nn.Linear``, a fitted scikit-learn linear model, or a
         callable ``head(n_features)`` returning one of those.
-    k : int >= 1, default=10
-        Number of neighbours averaged (the paper's default). The fit set
-        needs at least ``k + 1`` rows.
-    backend : {"auto", "numpy", "sklearn", "faiss"}, default="auto"
+    n_neighbors : int >= 1, default=10
+        Number :math:`k` of neighbours averaged (the paper's default). The
+        fit set needs at least ``n_neighbors + 1`` rows.
+    algorithm : {"auto", "numpy", "sklearn", "faiss"}, default="auto"
         Exact maximum-inner-product search; see :class:`KNN`.
-    batch_size : int >= 1, default=1024
-        Queries searched at once; see :class:`KNN`.
-    contamination : float in (0, 0.5], default=0.05
-        Fraction of the ID fit rows rejected by the leave-one-out threshold.
+    contamination : float in (0, 0.5] or None, default=0.05
+        Fraction of the ID fit rows rejected by the leave-one-out threshold;
+        ``None`` learns no threshold.
 
     Attributes
     ----------
-    W_ : ndarray of shape (n_classes, n_features)
-        Head weights.
-    b_ : ndarray of shape (n_classes,)
-        Head bias.
+    coef_ : ndarray of shape (n_classes, n_features)
+        Head weights :math:`W`.
+    intercept_ : ndarray of shape (n_classes,)
+        Head bias :math:`b`.
     bank_ : ndarray of shape (n_fit, n_features)
         Confidence-scaled normalised fit rows :math:`b_i`, in the dtype of
-        the fit data (queries are cast to it).
-    backend_ : str
-        Backend that ``backend`` resolved to at fit time; see :class:`KNN`.
+        the fit data (the ranking casts queries to it), divided by a power of
+        two when their entries lie outside :math:`[2^{-20}, 2^{20}]` (as in
+        :class:`KNN`).
+    algorithm_ : str
+        Algorithm that ``algorithm`` resolved to at fit time; see
+        :class:`KNN`.
     offset_ : float
         ``decision_function = score_samples - offset_``.
     n_features_in_ : int
         Number of feature columns.
+
+    See Also
+    --------
+    KNN : Negative distance to the k-th nearest fit row.
+    Energy : The confidence :math:`c` alone, from the logits.
+    ViM : Energy corrected by the residual outside the principal subspace.
 
     Examples
     --------
@@ -242,50 +282,62 @@ class NNGuide(BaseDetector):
     >>> from sklearn_ood.detectors import NNGuide
     >>> X = np.array([[2.0, 0.0], [0.0, 2.0], [2.0, 2.0]])
     >>> head = (np.eye(2), np.zeros(2))
-    >>> det = NNGuide(head, k=1, backend="numpy").fit(X)
+    >>> det = NNGuide(head, n_neighbors=1, algorithm="numpy").fit(X)
     >>> det.score_samples([[3.0, 0.0], [-3.0, 0.0]]).round(3)
     array([6.484, 0.   ])
     """
 
-    # Most fit rows scored (leave-one-out) for offset_, as in PartialFitMixin.
     _parameter_constraints = {
         **BaseDetector._parameter_constraints,
         **_SEARCH_CONSTRAINTS,
         "head": [object],  # resolved and checked by check_head in fit
     }
 
-    def __init__(
-        self, head, k=10, backend="auto", batch_size=1024, *, contamination=0.05
-    ):
+    def __init__(self, head, n_neighbors=10, algorithm="auto", *, contamination=0.05):
         super().__init__(contamination=contamination)
         self.head = head
-        self.k = k
-        self.backend = backend
-        self.batch_size = batch_size
+        self.n_neighbors = n_neighbors
+        self.algorithm = algorithm
 
     def _confidence(self, X):
         out = np.empty(X.shape[0])
-        for rows in gen_batches(X.shape[0], _LOGIT_CHUNK):
-            out[rows] = logsumexp64(head_logits(X[rows], self.W_, self.b_))
-        return out
+        # Temporaries per row: its float64 copy, its logits and their shift.
+        row_bytes = 8 * (X.shape[1] + 2 * len(self.intercept_))
+        with np.errstate(over="ignore", invalid="ignore"):
+            for rows in row_chunks(X.shape[0], row_bytes):
+                out[rows] = logsumexp64(
+                    head_logits(X[rows], self.coef_, self.intercept_)
+                )
+        return check_score_range(
+            out, np.float64, type(self).__name__, "confidence (energy of the logits)"
+        )
 
     def _fit(self, X, y):
-        self.W_, self.b_ = check_head(self.head, X.shape[1])
-        _check_k(self.k, X.shape[0])
-        self.backend_ = resolve_backend(self.backend)
-        self.bank_ = normalize_rows(X, scale=self._confidence(X))
+        self.coef_, self.intercept_ = check_head(self.head, X.shape[1])
+        _check_n_neighbors(self.n_neighbors, X.shape[0])
+        self.algorithm_ = resolve_algorithm(self.algorithm)
+        # Unit rows times their confidence: the largest |entry| lies within a
+        # factor sqrt(n_features) below max |c|, so dividing c by a power of
+        # two brings the bank into the range where the search cannot overflow.
+        confidence = self._confidence(X)
+        peak = np.abs(confidence).max() if len(confidence) else 0.0
+        self._bank_exponent = range_exponent(peak)
+        self.bank_ = normalize_rows(X, scale=np.ldexp(confidence, -self._bank_exponent))
 
     def _guided(self, X, exclude=None):
         similarities, _ = kneighbors(
             self.bank_,
             normalize_rows(X, dtype=self.bank_.dtype),
-            self.k,
+            self.n_neighbors,
             metric="ip",
-            backend=self.backend,
-            batch_size=self.batch_size,
+            algorithm=self.algorithm,
             exclude=exclude,
+            bank_exponent=self._bank_exponent,
         )
-        return self._confidence(X) * similarities.mean(axis=1)
+        # Both factors are finite; only their product may overflow.
+        with np.errstate(over="ignore", invalid="ignore"):
+            scores = self._confidence(X) * similarities.mean(axis=1)
+        return check_score_range(scores, X.dtype, type(self).__name__, "score")
 
     def _score(self, X):
         return self._guided(X)

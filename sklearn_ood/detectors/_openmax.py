@@ -107,7 +107,8 @@ class OpenMax(BaseDetector):
 
     Bendale & Boult, "Towards Open Set Deep Networks", CVPR 2016.
     :math:`r_k(x)` is the rank of logit :math:`l_k` in its row (1 for the
-    largest), so only the top-:math:`\alpha` classes are revised and
+    largest), so only the top-:math:`\alpha` classes are revised
+    (:math:`\alpha` = ``n_revised_classes``, the paper's "alpha rank") and
     :math:`\hat l_0` is the logit of an extra "unknown" class.
 
     Fit, per class :math:`k`: the mean activation vector (MAV)
@@ -145,7 +146,8 @@ class OpenMax(BaseDetector):
     ``euclid_weight * euclidean + (1 - euclid_weight) * cosine`` (no
     1/200 "eucos"); it fits the Weibull the libMR way, to
     ``tail + 10000 - min(tail)``, where we fit the raw distances; it clips
-    ``alpha`` to the number of classes instead of raising; it uses distance 0
+    its ``alpha`` (our ``n_revised_classes``) to the number of classes
+    instead of raising; it uses distance 0
     for a top-:math:`\alpha` class that is no row's argmax in the scored
     batch; and it clips the revised logits at 709 instead of using a stable
     softmax.
@@ -155,9 +157,10 @@ class OpenMax(BaseDetector):
     tailsize : int >= 3, default=20
         Number of largest distances per class the Weibull is fitted to
         (clipped to the number of correctly classified rows of the class).
-    alpha : int >= 1, default=10
-        Number :math:`\alpha` of top classes revised per row; must not exceed
-        the number of classes (logit columns).
+    n_revised_classes : int >= 1, default=10
+        Number :math:`\alpha` of top classes revised per row (the paper's
+        and pytorch-ood's ``alpha``); must not exceed the number of classes
+        (logit columns).
     distance : {"eucos", "euclidean", "cosine"}, default="eucos"
         Distance between a logit vector and a MAV (see above).
     score_type : {"unknown", "max_known"}, default="unknown"
@@ -182,7 +185,13 @@ class OpenMax(BaseDetector):
     offset_ : float
         ``decision_function = score_samples - offset_``.
     n_features_in_ : int
-        Number of classes (logit columns).
+        Number of classes (logit columns), at least 2.
+
+    See Also
+    --------
+    KLMatching : Divergence from the typical softmax of each class.
+    TemperatureScaling : MaxSoftmax at a temperature fitted to the labels.
+    KNN : Distance to the k-th nearest fit row, in feature space.
 
     Examples
     --------
@@ -191,7 +200,7 @@ class OpenMax(BaseDetector):
     >>> rng = np.random.default_rng(0)
     >>> y = np.repeat([0, 1, 2], 30)
     >>> logits = 6.0 * np.eye(3)[y] + rng.normal(size=(90, 3))
-    >>> det = OpenMax(tailsize=10, alpha=2, distance="euclidean")
+    >>> det = OpenMax(tailsize=10, n_revised_classes=2, distance="euclidean")
     >>> det = det.fit(logits, y)
     >>> det.score_samples([[6.0, 0.0, 0.0], [20.0, -20.0, 0.0]]).round(3)
     array([0.998, 0.   ])
@@ -200,7 +209,7 @@ class OpenMax(BaseDetector):
     _parameter_constraints = {
         **BaseDetector._parameter_constraints,
         "tailsize": [Interval(Integral, _MIN_ROWS, None, closed="left")],
-        "alpha": [Interval(Integral, 1, None, closed="left")],
+        "n_revised_classes": [Interval(Integral, 1, None, closed="left")],
         "distance": [StrOptions({"eucos", "euclidean", "cosine"})],
         "score_type": [StrOptions({"unknown", "max_known"})],
     }
@@ -210,7 +219,7 @@ class OpenMax(BaseDetector):
     def __init__(
         self,
         tailsize=20,
-        alpha=10,
+        n_revised_classes=10,
         distance="eucos",
         score_type="unknown",
         *,
@@ -218,7 +227,7 @@ class OpenMax(BaseDetector):
     ):
         super().__init__(contamination=contamination)
         self.tailsize = tailsize
-        self.alpha = alpha
+        self.n_revised_classes = n_revised_classes
         self.distance = distance
         self.score_type = score_type
 
@@ -226,10 +235,10 @@ class OpenMax(BaseDetector):
         name = type(self).__name__
         n_samples, n_classes = X.shape
         check_n_classes(X, name)
-        if self.alpha > n_classes:
+        if self.n_revised_classes > n_classes:
             raise ValueError(
-                f"alpha={self.alpha} exceeds the number of classes ({n_classes} "
-                "logit columns)."
+                f"n_revised_classes={self.n_revised_classes} exceeds the number of "
+                f"classes ({n_classes} logit columns)."
             )
         if n_samples < _MIN_ROWS:
             raise ValueError(
@@ -273,7 +282,7 @@ class OpenMax(BaseDetector):
         """Revised known logits ``(n, n_classes)`` and unknown logit ``(n,)``."""
         X = np.asarray(X, dtype=np.float64)
         n_samples, n_classes = X.shape
-        alpha = self.alpha
+        alpha = self.n_revised_classes
         rows = np.arange(n_samples)
         model_of = np.full(n_classes, -1)
         model_of[self.classes_] = np.arange(self.classes_.size)

@@ -6,6 +6,7 @@ from _helpers import streamed_offset
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
+from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning
 
 from sklearn_ood.detectors import KLMatching, TemperatureScaling
@@ -239,8 +240,15 @@ def test_non_contiguous_labels(det):
 
 @pytest.mark.parametrize("det", FITTED, ids=repr)
 def test_single_logit_column_is_refused(det):
-    with pytest.raises(ValueError, match="n_features = 1"):
-        det.fit(np.ones((5, 1)), np.zeros(5, dtype=int))
+    # A binary classifier's decision_function as one column: the message
+    # shows how to build the two logit columns.
+    d = np.linspace(-3.0, 3.0, 20)[:, None]
+    recipe = r"np\.column_stack\(\[np\.zeros_like\(d\), d\]\)"
+    with pytest.raises(ValueError, match=r"n_features = 1\..*" + recipe):
+        det.fit(d, (d[:, 0] > 0).astype(int))
+    if hasattr(det, "partial_fit"):
+        with pytest.raises(ValueError, match=recipe):
+            clone(det).partial_fit(d, (d[:, 0] > 0).astype(int))
 
 
 # ------------------------------------------------------------------ properties

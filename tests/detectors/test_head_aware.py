@@ -105,7 +105,7 @@ def test_fdbd_matches_reference():
 def test_nci_matches_reference(alpha):
     X, _, W, b = _problem()
     X_test = _test_rows()
-    det = NCI(head=(W, b), alpha=alpha).fit(X)
+    det = NCI(head=(W, b), norm_weight=alpha).fit(X)
     np.testing.assert_allclose(
         det.score_samples(X_test), ref_nci(X, X_test, W, b, alpha), rtol=1e-12
     )
@@ -156,7 +156,7 @@ def test_nci_agrees_with_pytorch_ood(alpha):
     theirs = detector_module.NCI(None, head=head, alpha=alpha)
     theirs.fit_features(torch.from_numpy(X))
     their_scores = theirs.predict_features(torch.from_numpy(X_test)).double().numpy()
-    ours = NCI(head=(W, b), alpha=alpha).fit(X).score_samples(X_test)
+    ours = NCI(head=(W, b), norm_weight=alpha).fit(X).score_samples(X_test)
     np.testing.assert_allclose(ours, -their_scores, rtol=1e-4, atol=1e-5)
 
 
@@ -291,10 +291,126 @@ def test_row_at_the_mean_is_finite(cls):
         assert score[0] == pytest.approx(1e-4 * np.abs(X.mean(axis=0)).sum())
 
 
-def test_nci_bad_alpha():
+def test_nci_bad_norm_weight():
     X, _, W, b = _problem()
-    with pytest.raises(ValueError, match="alpha"):
-        NCI(head=(W, b), alpha=-0.1).fit(X)
+    with pytest.raises(ValueError, match="norm_weight"):
+        NCI(head=(W, b), norm_weight=-0.1).fit(X)
+
+
+def test_fitted_head_is_named_like_scikit_learn():
+    X, _, W, b = _problem()
+    for cls in DETECTORS:
+        det = _fit(cls(head=(W, b)), X)
+        np.testing.assert_array_equal(det.coef_, W)
+        np.testing.assert_array_equal(det.intercept_, b)
+        assert not hasattr(det, "W_") and not hasattr(det, "b_")
+
+
+# ----------------------------------------------------------- extreme values
+@pytest.mark.parametrize("cls", DETECTORS)
+def test_float32_scores_beyond_float32_range_are_refused(cls):
+    # Found by the edge-input battery: SHE returned inf for float32 features
+    # of about 1e19 (its score is of the order of |x|^2). Refused with the
+    # remedy; float64 features of the same values are scored.
+    X, y, W, b = _problem()
+    X = np.abs(X) * 1e19
+    det = _fit(cls(head=(W, b)), X, np.argmax(X @ W.T + b, axis=1))
+    scores = det.score_samples(X)
+    assert np.all(np.isfinite(scores))
+    if cls is SHE:
+        with pytest.raises(ValueError, match="float32 range.*as float64"):
+            _fit(cls(head=(W, b)), X.astype(np.float32))
+        with pytest.raises(ValueError, match="float32 range.*as float64"):
+            det.score_samples(X.astype(np.float32))
+    else:  # fDBD's ratio and NCI (small norm_weight) stay in range
+        scores32 = _fit(cls(head=(W, b)), X.astype(np.float32)).score_samples(
+            X.astype(np.float32)
+        )
+        assert scores32.dtype == np.float32
+        np.testing.assert_allclose(scores32, scores, rtol=1e-4)
+
+
+def test_she_scores_beyond_float64_range_are_refused():
+    X, _, W, b = _problem()
+    X = np.abs(X)
+    with pytest.raises(ValueError, match="float64 range"):
+        _fit(SHE(head=(W, b)), X * 1e155)  # fit rows' scores of about 1e310
+    det = _fit(SHE(head=(W, b)), X * 1e100)
+    assert np.all(np.isfinite(det.score_samples(X * 1e100)))
+    with pytest.raises(ValueError, match="float64 range"):
+        det.score_samples(X * 1e210)
+
+
+@pytest.mark.parametrize("cls", DETECTORS)
+def test_fit_sums_that_overflow_are_refused(cls):
+    X, _, W, b = _problem()
+    X = np.abs(X) * 1e306
+    with pytest.raises(ValueError, match="overflow"):
+        _fit(cls(head=(W, b)), X)
+
+
+@pytest.mark.parametrize("cls", [fDBD, NCI])
+def test_norms_of_huge_rows_do_not_overflow(cls):
+    # ||x - mu|| of rows about 1e160 overflows a plain sum of squares; the
+    # scores are those of the same rows scaled down (fDBD and NCI's
+    # proximity depend on the direction only), not 0 or NaN.
+    X, _, W, b = _problem()
+    det = cls(head=(W, np.zeros_like(b)), norm_weight=0.0) if cls is NCI else None
+    det = det or cls(head=(W, np.zeros_like(b)))
+    det.fit(X - X.mean(axis=0))
+    rows = _test_rows()
+    np.testing.assert_allclose(
+        det.score_samples(rows * 1e160), det.score_samples(rows), rtol=1e-12
+    )
+
+
+# ------------------------------------------------ monotonicity, by design not
+# These detectors do not score rows lower as they move away from the ID data
+# (their docstrings say so); each test is a concrete counterexample.
+def _symmetric_problem():
+    W, b = np.array([[1.0, 0.0], [-1.0, 0.0]]), np.zeros(2)
+    X = np.array([[2.0, 1.0], [-2.0, -1.0], [2.0, -1.0], [-2.0, 1.0]])
+    return X, W, b  # mean 0: the logits are equal at the mean
+
+
+def test_nci_rises_along_a_ray_leaving_the_id_data():
+    X, W, b = _symmetric_problem()
+    det = NCI(head=(W, b), norm_weight=1e-2).fit(X)
+    ray = np.array([[1.0, 0.5]]) * np.array([[1.0], [10.0], [100.0], [1e4]])
+    scores = det.score_samples(ray)
+    assert np.all(np.diff(scores) > 0)
+    assert scores[-1] > det.score_samples(X).max()  # far beyond: "more ID"
+    # Without the norm term the proximity depends on the direction only.
+    flat = NCI(head=(W, b), norm_weight=0.0).fit(X).score_samples(ray)
+    np.testing.assert_allclose(flat, flat[0], rtol=1e-12)
+
+
+def test_fdbd_is_constant_along_a_ray_from_the_mean():
+    X, W, b = _symmetric_problem()
+    det = fDBD(head=(W, b)).fit(X)
+    ray = np.array([[1.0, 0.5]]) * np.array([[1.0], [10.0], [100.0], [1e4]])
+    scores = det.score_samples(ray)
+    np.testing.assert_allclose(scores, scores[0], rtol=1e-12)
+    assert det.predict(ray[-1:])[0] == 1  # 1e4 times farther, still ID
+
+
+def test_fdbd_can_rise_along_a_ray_leaving_the_mean():
+    # With a bias the logits differ at the mean; on a ray where the predicted
+    # class is not the mean's, s = a / t + b' with a < 0 rises with t.
+    X, W, _ = _symmetric_problem()
+    det = fDBD(head=(W, np.array([1.0, 0.0]))).fit(X)
+    ray = np.array([[-1.0, 0.0]]) * np.array([[2.0], [4.0], [8.0], [100.0]])
+    assert np.all(np.diff(det.score_samples(ray)) > 0)
+
+
+def test_she_rises_along_a_ray_leaving_the_id_data():
+    W, b = np.eye(2), np.zeros(2)
+    X = np.array([[2.0, 0.0], [4.0, 1.0], [0.0, 3.0], [1.0, 2.0]])
+    det = SHE(head=(W, b)).fit(X, [0, 0, 1, 1])
+    ray = np.array([[1.0, 0.2]]) * np.array([[1.0], [10.0], [100.0]])
+    scores = det.score_samples(ray)
+    np.testing.assert_allclose(scores, scores[0] * np.array([1.0, 10.0, 100.0]))
+    assert scores[-1] > det.score_samples(X).max()
 
 
 # ------------------------------------------------------- hypothesis properties

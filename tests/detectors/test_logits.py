@@ -162,6 +162,39 @@ def test_weighted_energy_agrees_with_pytorch_ood():
 
 
 # ------------------------------------------------------------------ errors
+@pytest.mark.parametrize("cls", LOGIT_DETECTORS)
+def test_one_logit_column_is_refused_with_the_two_column_recipe(cls):
+    # Found by the edge-input battery: a binary classifier's decision_function
+    # reshaped to one column gave every row the same MaxSoftmax, Entropy and
+    # GEN score, silently.
+    d = np.linspace(-3.0, 3.0, 20)[:, None]
+    with pytest.raises(
+        ValueError,
+        match=r"n_features = 1\..*np\.column_stack\(\[np\.zeros_like\(d\), d\]\)",
+    ):
+        cls().fit(d)
+
+
+def test_two_column_recipe_gives_the_binary_model_probabilities():
+    """The recipe of the error message: softmax([0, d]) is predict_proba."""
+    from sklearn.datasets import make_classification
+    from sklearn.linear_model import LogisticRegression
+
+    X, y = make_classification(n_samples=60, random_state=0)
+    model = LogisticRegression().fit(X, y)
+    d = model.decision_function(X)
+    logits = np.column_stack([np.zeros_like(d), d])
+    msp = MaxSoftmax().fit(logits).score_samples(logits)
+    np.testing.assert_allclose(msp, model.predict_proba(X).max(axis=1), rtol=1e-12)
+    # [-d, d] is softmax of 2 d: the probabilities at temperature 2.
+    symmetric = np.column_stack([-d, d])
+    np.testing.assert_allclose(
+        MaxSoftmax(temperature=2.0).fit(symmetric).score_samples(symmetric),
+        msp,
+        rtol=1e-12,
+    )
+
+
 def test_gen_top_m_larger_than_classes_raises():
     with pytest.raises(ValueError, match="top_m=6 exceeds"):
         GEN(top_m=6).fit(_logits())
@@ -199,7 +232,7 @@ finite = st.floats(-30, 30, allow_nan=False, width=64)
 
 
 @st.composite
-def logit_matrices(draw, min_classes=1):
+def logit_matrices(draw, min_classes=2):  # one column is refused
     n = draw(st.integers(2, 12))
     c = draw(st.integers(min_classes, 6))
     return draw(arrays(np.float64, (n, c), elements=finite))

@@ -67,7 +67,9 @@ def ref_score(models, X, alpha, kind, score_type):
 @pytest.mark.parametrize("alpha", [1, 3])
 def test_matches_reference(kind, score_type, alpha):
     X, y = _toy(noise=2.0)  # some rows misclassified
-    det = OpenMax(tailsize=10, alpha=alpha, distance=kind, score_type=score_type)
+    det = OpenMax(
+        tailsize=10, n_revised_classes=alpha, distance=kind, score_type=score_type
+    )
     det.fit(X, y)
     models = ref_fit(X, y, 10, kind)
     np.testing.assert_allclose(det.means_, [models[k][0] for k in det.classes_])
@@ -88,7 +90,9 @@ def test_matches_reference(kind, score_type, alpha):
 def test_columns_without_a_model_count_as_far():
     X, y = _toy(n_classes=4)
     keep = y != 2  # column 2 has no fit rows
-    det = OpenMax(tailsize=10, alpha=3, distance="euclidean").fit(X[keep], y[keep])
+    det = OpenMax(tailsize=10, n_revised_classes=3, distance="euclidean").fit(
+        X[keep], y[keep]
+    )
     np.testing.assert_array_equal(det.classes_, [0, 1, 3])
     models = ref_fit(X[keep], y[keep], 10, "euclidean")
     expected = ref_score(models, X, 3, "euclidean", "unknown")
@@ -98,8 +102,8 @@ def test_columns_without_a_model_count_as_far():
 def test_unlabelled_fit_uses_the_predicted_class():
     X, y = _toy(noise=2.0)
     pred = X.argmax(axis=1)
-    a = OpenMax(tailsize=10, alpha=2).fit(X)
-    b = OpenMax(tailsize=10, alpha=2).fit(X, pred)
+    a = OpenMax(tailsize=10, n_revised_classes=2).fit(X)
+    b = OpenMax(tailsize=10, n_revised_classes=2).fit(X, pred)
     np.testing.assert_array_equal(a.means_, b.means_)
     np.testing.assert_array_equal(a.weibull_shape_, b.weibull_shape_)
     np.testing.assert_array_equal(a.score_samples(X), b.score_samples(X))
@@ -107,9 +111,9 @@ def test_unlabelled_fit_uses_the_predicted_class():
 
 def test_tailsize_is_clipped_to_the_correct_rows():
     X, y = _toy(n_per_class=8, noise=0.5)
-    det = OpenMax(tailsize=20, alpha=2).fit(X, y)
+    det = OpenMax(tailsize=20, n_revised_classes=2).fit(X, y)
     np.testing.assert_array_equal(det.tail_sizes_, 8)
-    det = OpenMax(tailsize=5, alpha=2).fit(X, y)
+    det = OpenMax(tailsize=5, n_revised_classes=2).fit(X, y)
     np.testing.assert_array_equal(det.tail_sizes_, 5)
 
 
@@ -129,7 +133,9 @@ def test_far_rows_score_lower_than_id_rows(score_type):
         -6.0 * np.eye(4)[first] + rng.normal(size=(40, 4)),
     ]
     for kind in ("eucos", "euclidean", "cosine"):
-        det = OpenMax(tailsize=20, alpha=2, distance=kind, score_type=score_type)
+        det = OpenMax(
+            tailsize=20, n_revised_classes=2, distance=kind, score_type=score_type
+        )
         s_id = det.fit(X, y).score_samples(X_id)
         for X_ood in ood_sets:
             s_ood = det.score_samples(X_ood)
@@ -151,7 +157,7 @@ def test_agrees_with_pytorch_ood_recalibration():
     correct = X.argmax(axis=1) == y
     X_test = np.vstack([X, np.random.default_rng(1).normal(scale=3, size=(30, 4))])
     for kind, euclid_weight in (("euclidean", 1.0), ("cosine", 0.0)):
-        ours = OpenMax(tailsize=10, alpha=3, distance=kind).fit(X, y)
+        ours = OpenMax(tailsize=10, n_revised_classes=3, distance=kind).fit(X, y)
         theirs = numpy_openmax.OpenMax(
             tailsize=10, alpha=3, euclid_weight=euclid_weight
         )
@@ -209,7 +215,7 @@ def test_degenerate_tail_gives_a_step():
 def test_duplicated_rows_and_zero_rows_stay_finite():
     X = np.array([[3.0, 0.0, 0.0]] * 4 + [[0.0, 3.0, 0.0]] * 4 + [[0, 0, 3.0]] * 4)
     for kind in ("eucos", "euclidean", "cosine"):
-        det = OpenMax(alpha=3, distance=kind).fit(X)
+        det = OpenMax(n_revised_classes=3, distance=kind).fit(X)
         assert np.all(np.isinf(det.weibull_shape_))
         scores = det.score_samples(np.vstack([X, np.zeros((1, 3)), X + 1]))
         assert np.all(np.isfinite(scores)), kind
@@ -218,55 +224,60 @@ def test_duplicated_rows_and_zero_rows_stay_finite():
 
 
 # ------------------------------------------------------------------- errors
-def test_alpha_larger_than_the_classes_is_refused():
+def test_n_revised_classes_larger_than_the_classes_is_refused():
     X, y = _toy(n_classes=3)
-    with pytest.raises(ValueError, match="alpha=4 exceeds the number of classes"):
-        OpenMax(alpha=4).fit(X, y)
+    with pytest.raises(
+        ValueError, match="n_revised_classes=4 exceeds the number of classes"
+    ):
+        OpenMax(n_revised_classes=4).fit(X, y)
 
 
 def test_too_few_correct_rows_are_refused():
     X, y = _toy(n_per_class=10)
     X[y == 1] = X[y == 1][:, [1, 0, 2, 3]]  # class 1 is always predicted as 0
     with pytest.raises(ValueError, match="at least 3 correctly classified.*class 1"):
-        OpenMax(alpha=2).fit(X, y)
+        OpenMax(n_revised_classes=2).fit(X, y)
 
 
 def test_label_must_index_a_logit_column():
     X, y = _toy(n_classes=3)
     with pytest.raises(ValueError, match="only 3 logit columns"):
-        OpenMax(alpha=2).fit(X, np.where(y == 2, 5, y))
+        OpenMax(n_revised_classes=2).fit(X, np.where(y == 2, 5, y))
 
 
 def test_one_feature_and_one_sample_are_refused():
-    with pytest.raises(ValueError, match="n_features = 1"):
-        OpenMax(alpha=1).fit(np.ones((10, 1)))
+    # One column, e.g. a binary classifier's decision_function d: the message
+    # shows how to build two logit columns.
+    recipe = r"np\.column_stack\(\[np\.zeros_like\(d\), d\]\)"
+    with pytest.raises(ValueError, match=r"n_features = 1\..*" + recipe):
+        OpenMax(n_revised_classes=1).fit(np.linspace(-3, 3, 10)[:, None])
     with pytest.raises(ValueError, match="n_samples = 1"):
-        OpenMax(alpha=1).fit(np.ones((1, 10)))
+        OpenMax(n_revised_classes=1).fit(np.ones((1, 10)))
 
 
 def test_non_contiguous_labels():
     rng = np.random.default_rng(0)
     y = np.repeat([3, 7, 12], 10)
     X = 6.0 * np.eye(13)[y] + rng.normal(size=(30, 13))
-    det = OpenMax(alpha=5).fit(X, y)
+    det = OpenMax(n_revised_classes=5).fit(X, y)
     np.testing.assert_array_equal(det.classes_, [3, 7, 12])
     assert np.all(np.isfinite(det.score_samples(X)))
 
 
 def test_float32_in_float32_out():
     X, y = _toy()
-    s64 = OpenMax(alpha=2).fit(X, y).score_samples(X)
+    s64 = OpenMax(n_revised_classes=2).fit(X, y).score_samples(X)
     X32 = X.astype(np.float32)
-    s32 = OpenMax(alpha=2).fit(X32, y).score_samples(X32)
+    s32 = OpenMax(n_revised_classes=2).fit(X32, y).score_samples(X32)
     assert s32.dtype == np.float32
     np.testing.assert_allclose(s32, s64, rtol=1e-4, atol=1e-5)
 
 
 # --------------------------------------------------------------- properties
 DETECTORS = [
-    OpenMax(tailsize=5, alpha=2),
-    OpenMax(tailsize=8, alpha=1, distance="cosine", score_type="max_known"),
-    OpenMax(tailsize=5, alpha=3, distance="euclidean"),
+    OpenMax(tailsize=5, n_revised_classes=2),
+    OpenMax(tailsize=8, n_revised_classes=1, distance="cosine", score_type="max_known"),
+    OpenMax(tailsize=5, n_revised_classes=3, distance="euclidean"),
 ]
 toy_params = {
     "n_classes": st.integers(3, 4),
