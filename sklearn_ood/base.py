@@ -339,9 +339,23 @@ class PartialFitMixin:
     statistics settle the sampled scores approach those of the final model
     (a ``fit`` on the whole set scores its sample under the final model).
     The sample costs at most 10,000 floats per score term (``_offset_terms_``)
-    whatever the number of features. ``n_samples_seen_`` counts the ID rows
-    seen (set before ``_update_stats``, so that the hooks can divide by it).
+    whatever the number of features. With ``contamination=None`` no sample
+    is kept (unless the model itself needs it, as ViM's matched scale does)
+    and no row is scored; setting a contamination later starts the sample
+    from the rows of the next ``partial_fit`` call. ``n_samples_seen_``
+    counts the ID rows seen (set before ``_update_stats``, so that the hooks
+    can divide by it). A failed ``fit`` leaves no stream to continue: the
+    next ``partial_fit`` starts afresh.
     """
+
+    def fit(self, X, y=None):
+        try:
+            return super().fit(X, y)
+        except BaseException:
+            self.__dict__.pop("n_samples_seen_", None)
+            raise
+
+    fit.__doc__ = BaseDetector.fit.__doc__
 
     def _fit(self, X, y):
         self.n_samples_seen_ = len(self._in_distribution_rows(X, y))
@@ -393,7 +407,8 @@ class PartialFitMixin:
         self.n_samples_seen_ = n_before + len(X_id)
         self._update_stats(X, y)
         self._finalize_stats()
-        self._add_offset_terms(self._threshold_terms(X_id), n_before)
+        if self._keeps_offset_terms:
+            self._add_offset_terms(self._threshold_terms(X_id), n_before)
         self._set_offset_from_terms()
 
     # ------------------------------------------------------------ threshold
@@ -411,16 +426,24 @@ class PartialFitMixin:
     def _scores_from_terms(self, terms):
         return terms
 
+    @property
+    def _keeps_offset_terms(self):
+        """Whether the reservoir of score terms is kept and extended."""
+        return self.contamination is not None
+
     def _set_offset(self, X_id, fit_scores=None):
         # End of fit: the sample of the fit rows, scored under the final model,
         # is the reservoir that later partial_fit calls extend.
-        rows = self._offset_row_indices(len(X_id))
-        self._offset_terms_ = self._threshold_terms(_take_rows(X_id, rows))
+        self._offset_terms_ = None
+        if self._keeps_offset_terms:
+            rows = self._offset_row_indices(len(X_id))
+            self._offset_terms_ = self._threshold_terms(_take_rows(X_id, rows))
         self._set_offset_from_terms()
 
     def _set_offset_from_terms(self):
         self.__dict__.pop("offset_", None)
-        if self.contamination is not None and len(self._offset_terms_):
+        terms = self._offset_terms_
+        if self.contamination is not None and terms is not None and len(terms):
             scores = self._scores_from_terms(self._offset_terms_)
             self.offset_ = _quantile(scores, self.contamination)
 

@@ -159,7 +159,8 @@ class MeanDistance(PartialFitMixin, BaseDetector):
         self.sum_ = np.zeros(X.shape[1])
 
     def _update_stats(self, X, y):
-        self.sum_ = self.sum_ + X.sum(axis=0, dtype=np.float64)
+        with np.errstate(over="ignore"):  # refused below
+            self.sum_ = self.sum_ + X.sum(axis=0, dtype=np.float64)
         if not np.all(np.isfinite(self.sum_)):
             raise ValueError("the sum overflowed")
 
@@ -362,3 +363,34 @@ def test_a_larger_contamination_never_lowers_offset(X, contaminations):
         offset_low = clone(det).set_params(contamination=low).fit(X).offset_
         offset_high = clone(det).set_params(contamination=high).fit(X).offset_
         assert offset_low <= offset_high
+
+
+class CountingMeanDistance(MeanDistance):
+    def _score(self, X):
+        self.scored_rows = getattr(self, "scored_rows", 0) + len(X)
+        return super()._score(X)
+
+
+def test_streams_without_a_threshold_score_nothing():
+    X = np.random.default_rng(5).normal(size=(300, 3))
+    det = CountingMeanDistance(contamination=None).fit(X)
+    det.partial_fit(X[:100])
+    assert not hasattr(det, "scored_rows") and det._offset_terms_ is None
+    assert not hasattr(det, "offset_") and det.n_samples_seen_ == 400
+    # Setting a contamination starts the sample from the next chunk on.
+    det.set_params(contamination=0.1).partial_fit(X[100:200])
+    assert det.scored_rows == 100 and len(det._offset_terms_) == 100
+    assert det.offset_ == pytest.approx(np.percentile(det._offset_terms_, 10))
+
+
+def test_a_failed_fit_leaves_no_stream_to_continue():
+    rng = np.random.default_rng(6)
+    det = MeanDistance().partial_fit(rng.normal(size=(50, 3)))
+    with pytest.raises(ValueError, match="overflowed"):
+        det.fit(np.full((4, 3), 1e308))
+    assert not hasattr(det, "n_samples_seen_")
+    # The next partial_fit starts afresh (here with another feature count).
+    X = rng.normal(size=(20, 5))
+    det.partial_fit(X)
+    np.testing.assert_allclose(det.mean_, X.mean(axis=0))
+    assert det.n_samples_seen_ == 20

@@ -301,6 +301,11 @@ class ViM(PartialFitMixin, BaseDetector):
     def _scores_from_terms(self, terms):
         return terms[:, 0] - self.residual_scale_ * terms[:, 1]
 
+    @property
+    def _keeps_offset_terms(self):
+        # A stream matches residual_scale_ on the sampled residuals.
+        return super()._keeps_offset_terms or self.residual_scale is None
+
     def _add_offset_terms(self, terms, n_before):
         super()._add_offset_terms(terms, n_before)
         # A stream cannot be revisited: alpha is matched on the sampled
