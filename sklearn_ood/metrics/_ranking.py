@@ -304,7 +304,10 @@ def auroc(y_true, scores):
 
     See Also
     --------
-    aupr_in, aupr_out, fpr_at_tpr, ood_report
+    aupr_in : Area under the precision-recall curve with ID positive.
+    aupr_out : Area under the precision-recall curve with OOD positive.
+    fpr_at_tpr : False positive rate at a true positive rate (FPR95).
+    ood_report : Every metric above in one dictionary.
 
     References
     ----------
@@ -353,7 +356,8 @@ def aupr_in(y_true, scores, *, method="average_precision"):
 
     See Also
     --------
-    aupr_out, auroc
+    aupr_out : Area under the precision-recall curve with OOD positive.
+    auroc : Area under the ROC curve, ID as the positive class.
 
     Notes
     -----
@@ -444,7 +448,8 @@ def aupr_out(y_true, scores, *, method="average_precision"):
 
     See Also
     --------
-    aupr_in, auroc
+    aupr_in : Area under the precision-recall curve with ID positive.
+    auroc : Area under the ROC curve, ID as the positive class.
 
     Notes
     -----
@@ -575,7 +580,8 @@ def fpr_at_tpr(y_true, scores, tpr=0.95, *, positive="id"):
 
     See Also
     --------
-    detection_error, auroc
+    detection_error : Minimum misclassification probability over thresholds.
+    auroc : Area under the ROC curve, ID as the positive class.
 
     References
     ----------
@@ -651,7 +657,7 @@ def detection_error(y_true, scores):
 
     See Also
     --------
-    fpr_at_tpr
+    fpr_at_tpr : False positive rate at a true positive rate (FPR95).
 
     References
     ----------
@@ -681,6 +687,10 @@ def ood_report(
     y_true, scores, *, tpr=0.95, positive="id", aupr_method="average_precision"
 ):
     """All standard OOD detection metrics in one dictionary.
+
+    The scores are sorted once and every metric is read from the same tied
+    counts, so the report costs about one metric; each entry equals its
+    function's result exactly.
 
     Parameters
     ----------
@@ -712,7 +722,12 @@ def ood_report(
 
     See Also
     --------
-    auroc, aupr_in, aupr_out, fpr_at_tpr, detection_error, ood_scorer
+    auroc : Area under the ROC curve, ID as the positive class.
+    aupr_in : Area under the precision-recall curve with ID positive.
+    aupr_out : Area under the precision-recall curve with OOD positive.
+    fpr_at_tpr : False positive rate at a true positive rate (FPR95).
+    detection_error : Minimum misclassification probability over thresholds.
+    ood_scorer : Any of these metrics as a scorer for model selection.
 
     Examples
     --------

@@ -47,12 +47,19 @@ _RENAMED = {
 
 
 def get_ood_scorer_names():
-    """Names of the metrics :func:`ood_scorer` accepts.
+    """List the names of the metrics that :func:`ood_scorer` accepts.
+
+    Lower-is-better metrics are negated and named ``neg_...``, as
+    scikit-learn's ``neg_log_loss``, so that greater is always better.
 
     Returns
     -------
     list of str
         Sorted metric names.
+
+    See Also
+    --------
+    ood_scorer : Build a scorer from one of these names.
 
     Examples
     --------
@@ -194,7 +201,8 @@ def ood_scorer(metric, *, greater_is_better=None, **kwargs):
 
     See Also
     --------
-    ood_report, get_ood_scorer_names
+    ood_report : Every metric above in one dictionary.
+    get_ood_scorer_names : The metric names ``ood_scorer`` accepts.
 
     Examples
     --------
