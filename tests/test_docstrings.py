@@ -44,7 +44,7 @@ _MODULES = [
 
 def _public_objects():
     seen = {}
-    for name, cls in all_detectors():
+    for _name, cls in all_detectors():
         seen[f"{cls.__module__}.{cls.__qualname__}"] = cls
     for module_name in _MODULES:
         try:
