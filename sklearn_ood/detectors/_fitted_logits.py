@@ -291,6 +291,9 @@ class KLMatching(PartialFitMixin, BaseDetector):
             return
         groups = np.argmax(X, axis=1) if y is None else y
         classes, sums, counts = group_sums(np.exp(log_softmax64(X)), groups)
+        # Copies, not in-place updates, so that a refused chunk is undone.
+        self._column_sums = self._column_sums.copy()
+        self._column_counts = self._column_counts.copy()
         self._column_sums[classes] += sums
         self._column_counts[classes] += counts
 
