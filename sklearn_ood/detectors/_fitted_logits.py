@@ -109,8 +109,9 @@ class TemperatureScaling(BaseDetector):
 
     Parameters
     ----------
-    contamination : float in (0, 0.5], default=0.05
+    contamination : float in (0, 0.5] or None, default=0.05
         Fraction of the ID fit rows rejected by ``predict``.
+        ``None`` learns no threshold (scores only; ``predict`` raises).
 
     Attributes
     ----------
@@ -228,8 +229,9 @@ class KLMatching(PartialFitMixin, BaseDetector):
     ----------
     match : {"min", "predicted"}, default="min"
         Which template(s) a row is compared with (see above).
-    contamination : float in (0, 0.5], default=0.05
+    contamination : float in (0, 0.5] or None, default=0.05
         Fraction of the ID fit rows rejected by ``predict``.
+        ``None`` learns no threshold (scores only; ``predict`` raises).
 
     Attributes
     ----------

@@ -94,8 +94,9 @@ class SHE(PartialFitMixin, BaseDetector):
     head : tuple, object or callable
         The classifier's last linear layer (see
         :func:`~sklearn_ood.detectors.check_head`).
-    contamination : float in (0, 0.5], default=0.05
+    contamination : float in (0, 0.5] or None, default=0.05
         Fraction of the ID fit rows rejected by ``predict``.
+        ``None`` learns no threshold (scores only; ``predict`` raises).
 
     Attributes
     ----------
@@ -263,8 +264,9 @@ class fDBD(_TrainMeanDetector):
     head : tuple, object or callable
         The classifier's last linear layer, with at least two distinct rows
         (see :func:`~sklearn_ood.detectors.check_head`).
-    contamination : float in (0, 0.5], default=0.05
+    contamination : float in (0, 0.5] or None, default=0.05
         Fraction of the ID fit rows rejected by ``predict``.
+        ``None`` learns no threshold (scores only; ``predict`` raises).
 
     Attributes
     ----------
@@ -367,8 +369,9 @@ class NCI(_TrainMeanDetector):
         setting; they tune it over {1e-4, 1e-3, 1e-2, 1e-1} on validation
         data (its scale depends on the features'), e.g. with
         ``GridSearchCV`` and an OOD scorer. pytorch-ood's default is 0.
-    contamination : float in (0, 0.5], default=0.05
+    contamination : float in (0, 0.5] or None, default=0.05
         Fraction of the ID fit rows rejected by ``predict``.
+        ``None`` learns no threshold (scores only; ``predict`` raises).
 
     Attributes
     ----------

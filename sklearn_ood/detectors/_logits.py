@@ -56,8 +56,9 @@ class MaxSoftmax(_LogitDetector):
     ----------
     temperature : float > 0, default=1.0
         Softmax temperature :math:`T`.
-    contamination : float in (0, 0.5], default=0.05
+    contamination : float in (0, 0.5] or None, default=0.05
         Fraction of the ID fit rows rejected by ``predict``.
+        ``None`` learns no threshold (scores only; ``predict`` raises).
 
     Attributes
     ----------
@@ -106,8 +107,9 @@ class MaxLogit(_LogitDetector):
 
     Parameters
     ----------
-    contamination : float in (0, 0.5], default=0.05
+    contamination : float in (0, 0.5] or None, default=0.05
         Fraction of the ID fit rows rejected by ``predict``.
+        ``None`` learns no threshold (scores only; ``predict`` raises).
 
     Attributes
     ----------
@@ -153,8 +155,9 @@ class Energy(_LogitDetector):
     ----------
     temperature : float > 0, default=1.0
         Temperature :math:`T` (the paper uses 1).
-    contamination : float in (0, 0.5], default=0.05
+    contamination : float in (0, 0.5] or None, default=0.05
         Fraction of the ID fit rows rejected by ``predict``.
+        ``None`` learns no threshold (scores only; ``predict`` raises).
 
     Attributes
     ----------
@@ -211,8 +214,9 @@ class WeightedEnergy(_LogitDetector):
         ones. Their length must match the number of logit columns.
     temperature : float > 0, default=1.0
         Temperature :math:`T`.
-    contamination : float in (0, 0.5], default=0.05
+    contamination : float in (0, 0.5] or None, default=0.05
         Fraction of the ID fit rows rejected by ``predict``.
+        ``None`` learns no threshold (scores only; ``predict`` raises).
 
     Attributes
     ----------
@@ -286,8 +290,9 @@ class Entropy(_LogitDetector):
 
     Parameters
     ----------
-    contamination : float in (0, 0.5], default=0.05
+    contamination : float in (0, 0.5] or None, default=0.05
         Fraction of the ID fit rows rejected by ``predict``.
+        ``None`` learns no threshold (scores only; ``predict`` raises).
 
     Attributes
     ----------
@@ -346,8 +351,9 @@ class GEN(_LogitDetector):
         Number :math:`M` of largest probabilities kept; ``None`` keeps all
         classes. The paper uses 100 on ImageNet-1k. Must not exceed the number
         of classes.
-    contamination : float in (0, 0.5], default=0.05
+    contamination : float in (0, 0.5] or None, default=0.05
         Fraction of the ID fit rows rejected by ``predict``.
+        ``None`` learns no threshold (scores only; ``predict`` raises).
 
     Attributes
     ----------

@@ -104,8 +104,9 @@ class Mahalanobis(GaussianLabelsMixin, PartialFitMixin, BaseDetector):
         after estimation, :math:`\Sigma + rI`, as in
         :class:`sklearn.mixture.GaussianMixture` (whose default is
         :math:`10^{-6}`).
-    contamination : float in (0, 0.5], default=0.05
+    contamination : float in (0, 0.5] or None, default=0.05
         Fraction of the ID fit rows rejected by ``predict``.
+        ``None`` learns no threshold (scores only; ``predict`` raises).
 
     Attributes
     ----------
@@ -236,8 +237,9 @@ class RMD(Mahalanobis):
     reg_covar : float >= 0, default=0.0
         Non-negative regularisation added to the diagonal of both
         covariances after estimation, :math:`\Sigma + rI`.
-    contamination : float in (0, 0.5], default=0.05
+    contamination : float in (0, 0.5] or None, default=0.05
         Fraction of the ID fit rows rejected by ``predict``.
+        ``None`` learns no threshold (scores only; ``predict`` raises).
 
     Attributes
     ----------
@@ -366,8 +368,9 @@ class GMM(GaussianLabelsMixin, PartialFitMixin, BaseDetector):
         covariance after estimation, :math:`\Sigma_k + rI`, as in
         :class:`sklearn.mixture.GaussianMixture` (whose default is
         :math:`10^{-6}`).
-    contamination : float in (0, 0.5], default=0.05
+    contamination : float in (0, 0.5] or None, default=0.05
         Fraction of the ID fit rows rejected by ``predict``.
+        ``None`` learns no threshold (scores only; ``predict`` raises).
 
     Attributes
     ----------

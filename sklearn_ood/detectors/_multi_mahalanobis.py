@@ -130,8 +130,9 @@ class MultiMahalanobis(GaussianLabelsMixin, PartialFitMixin, BaseDetector):
     reg_covar : float >= 0, default=0.0
         Non-negative regularisation added to the diagonal of each layer's
         covariance.
-    contamination : float in (0, 0.5], default=0.05
+    contamination : float in (0, 0.5] or None, default=0.05
         Fraction of the ID fit rows rejected by ``predict``.
+        ``None`` learns no threshold (scores only; ``predict`` raises).
 
     Attributes
     ----------

@@ -166,8 +166,9 @@ class OpenMax(BaseDetector):
     score_type : {"unknown", "max_known"}, default="unknown"
         ``"unknown"``: :math:`1 - P_0`; ``"max_known"``:
         :math:`\max_{k \ge 1} P_k`.
-    contamination : float in (0, 0.5], default=0.05
+    contamination : float in (0, 0.5] or None, default=0.05
         Fraction of the ID fit rows rejected by ``predict``.
+        ``None`` learns no threshold (scores only; ``predict`` raises).
 
     Attributes
     ----------

@@ -144,8 +144,9 @@ class ViM(PartialFitMixin, BaseDetector):
         after the first small ``partial_fit`` chunks), the denominator
         vanishes: :math:`\alpha = 0` (the score is the energy) until more
         rows arrive, with a warning.
-    contamination : float in (0, 0.5], default=0.05
+    contamination : float in (0, 0.5] or None, default=0.05
         Fraction of the ID fit rows rejected by ``predict``.
+        ``None`` learns no threshold (scores only; ``predict`` raises).
 
     Attributes
     ----------

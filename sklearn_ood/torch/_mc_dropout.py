@@ -86,8 +86,9 @@ class MCDropout(BaseTorchModelDetector):
         does) and stays there; its weights, ``.grad`` and ``training`` flags
         are left as they were. ``None`` leaves the model where it is and
         sends the inputs to the device of its first parameter.
-    contamination : float in (0, 0.5], default=0.05
+    contamination : float in (0, 0.5] or None, default=0.05
         Fraction of the ID fit samples rejected by ``predict``.
+        ``None`` learns no threshold (scores only; ``predict`` raises).
 
     Attributes
     ----------
