@@ -9,8 +9,17 @@
   :class:`GradNorm` and :class:`Gram`.
 * :func:`save` and :func:`load` store a fitted estimator without its model's
   weights and load it back against the model, checked to be the same.
-* :class:`DigitsCNN` is a small reference CNN for scikit-learn's bundled 8x8
-  digits.
+* Reference architectures: :class:`DigitsCNN` (scikit-learn's 8x8 digits),
+  :class:`FashionCNN` (28x28 images), :class:`WideResNet` and
+  :class:`DenseNetBC` (CIFAR), and :func:`load_weights` for local weights.
+* Training: :class:`OODNeuralNetClassifier` (a skorch classifier that mixes
+  auxiliary outliers into every batch, with :func:`finetune_preset`), and the
+  OOD losses :class:`EnergyRegularizedLoss` (with :func:`energy_margins`),
+  :class:`OutlierExposureLoss`, :class:`UnleashingMaskLoss`,
+  :class:`LogitNormLoss`, :class:`EntropicOpenSetLoss` and
+  :class:`IDCrossEntropyLoss`.
+* Unleashing Mask: :func:`estimate_um_level` (the loss level), and
+  :func:`add_learnable_masks` / :func:`apply_masks` (UMAP's learned masks).
 
 Needs the ``torch`` extra: ``pip install "sklearn-ood[torch]"``.
 """
@@ -28,18 +37,55 @@ from sklearn_ood.torch._feature_extraction import TorchFeatureTransformer
 from sklearn_ood.torch._gradnorm import GradNorm
 from sklearn_ood.torch._gram import Gram
 from sklearn_ood.torch._input_preprocessing import ODIN, MahalanobisPreprocessed
+from sklearn_ood.torch._losses import (
+    EnergyRegularizedLoss,
+    EntropicOpenSetLoss,
+    IDCrossEntropyLoss,
+    LogitNormLoss,
+    OutlierExposureLoss,
+    UnleashingMaskLoss,
+    energy_margins,
+)
 from sklearn_ood.torch._mc_dropout import MCDropout
+from sklearn_ood.torch._net import OODNeuralNetClassifier, finetune_preset
 from sklearn_ood.torch._saving import load, save
-from sklearn_ood.torch.models import DigitsCNN
+from sklearn_ood.torch._unleashing_mask import (
+    add_learnable_masks,
+    apply_masks,
+    estimate_um_level,
+)
+from sklearn_ood.torch.models import (
+    DenseNetBC,
+    DigitsCNN,
+    FashionCNN,
+    WideResNet,
+    load_weights,
+)
 
 __all__ = [
+    "DenseNetBC",
     "DigitsCNN",
+    "EnergyRegularizedLoss",
+    "EntropicOpenSetLoss",
+    "FashionCNN",
     "GradNorm",
     "Gram",
+    "IDCrossEntropyLoss",
+    "LogitNormLoss",
     "MCDropout",
     "MahalanobisPreprocessed",
     "ODIN",
+    "OODNeuralNetClassifier",
+    "OutlierExposureLoss",
     "TorchFeatureTransformer",
+    "UnleashingMaskLoss",
+    "WideResNet",
+    "add_learnable_masks",
+    "apply_masks",
+    "energy_margins",
+    "estimate_um_level",
+    "finetune_preset",
     "load",
+    "load_weights",
     "save",
 ]
