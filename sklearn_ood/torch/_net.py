@@ -526,6 +526,14 @@ class OODNeuralNetClassifier(NeuralNetClassifier):
             ``valid_loss`` in the history stays comparable across levels (the
             UM repository floods it too, which only changes its logs).
         """
+        n_classes = len(self.classes_)
+        if y_pred.ndim != 2 or y_pred.shape[1] != n_classes:
+            raise ValueError(
+                f"The module returns outputs of shape {tuple(y_pred.shape)}, but y "
+                f"has {n_classes} in-distribution classes {list(self.classes_)}: "
+                "its last layer needs one logit per ID class (e.g. "
+                f"DigitsCNN(n_classes={n_classes})), in the order of classes_."
+            )
         if isinstance(self.criterion_, UnleashingMaskLoss) and not training:
             y_true = to_tensor(y_true, device=self.device)
             return self.criterion_(y_pred, y_true, flood=False)

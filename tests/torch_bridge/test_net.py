@@ -448,3 +448,10 @@ def test_unleashing_mask_floods_training_steps_only():
     validated = net.get_loss(logits, codes, training=False)
     assert torch.allclose(validated, plain)
     assert torch.allclose(trained, 2 * level - plain)  # |CE - b| + b below b
+
+
+def test_module_with_another_number_of_logits_is_refused():
+    X, y, _ = _data()  # 3 ID classes
+    net = _net(module=MLP(n_in=N_IN, n_hidden=8, n_out=5))
+    with pytest.raises(ValueError, match="one logit per ID class"):
+        net.fit(X, y)
