@@ -47,7 +47,8 @@ from sklearn_ood.torch._losses import (
     energy_margins,
 )
 from sklearn_ood.torch._mc_dropout import MCDropout
-from sklearn_ood.torch._net import OODNeuralNetClassifier, finetune_preset
+from sklearn_ood.torch._net import OODNeuralNetClassifier
+from sklearn_ood.torch._presets import finetune_preset
 from sklearn_ood.torch._saving import load, save
 from sklearn_ood.torch._unleashing_mask import (
     add_learnable_masks,

@@ -1,17 +1,15 @@
-"""An OOD-aware skorch classifier: outlier batches, ID-only labels, presets.
+"""An OOD-aware skorch classifier: outlier batches, ID-only labels.
 
 :class:`OODNeuralNetClassifier` is a skorch ``NeuralNetClassifier`` that
 trains (usually fine-tunes) a torch classifier with an OOD loss, mixing
-auxiliary outliers into every training batch at a fixed ratio, and fixes
-the skorch defaults that break when outliers are present.
-:func:`finetune_preset` returns the fine-tuning schedules of the reference
-code as parameters.
+auxiliary outliers into every training batch at a fixed ratio (the batches
+are built in ``_outlier_batches.py``), and fixes the skorch defaults that
+break when outliers are present. The reference schedules are in
+``_presets.py`` (:func:`~sklearn_ood.torch.finetune_preset`).
 """
 
 import contextlib
 import copy
-import math
-from collections.abc import Mapping
 from numbers import Integral, Real
 
 import numpy as np
@@ -22,18 +20,22 @@ from skorch import NeuralNetClassifier
 from skorch.callbacks import (
     EpochScoring,
     EpochTimer,
-    LRScheduler,
     PassthroughScoring,
     PrintLog,
 )
 from skorch.dataset import ValidSplit, get_len
-from skorch.utils import is_dataset, multi_indexing, to_numpy, to_tensor
+from skorch.utils import is_dataset, to_numpy, to_tensor
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import DataLoader, Subset
 
 from sklearn_ood.torch._losses import IDCrossEntropyLoss, UnleashingMaskLoss
+from sklearn_ood.torch._outlier_batches import (
+    _OutlierMixer,
+    _OutlierPool,
+    _WithOutliers,
+)
 
-__all__ = ["OODNeuralNetClassifier", "finetune_preset"]
+__all__ = ["OODNeuralNetClassifier"]
 
 _OOD_SCORES = ("energy", "msp")
 # skorch's classifier default, as a module-level singleton (stateless)
@@ -657,246 +659,3 @@ def _seeded_rng(seed, devices):
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
         yield
-
-
-class _WithOutliers(Dataset):
-    """The ID training dataset, carrying the outlier pool to the iterator.
-
-    It behaves as the ID dataset (length, items) for skorch's callbacks.
-    """
-
-    def __init__(self, dataset, pool):
-        self.dataset = dataset
-        self.pool = pool
-
-    def __len__(self):
-        return len(self.dataset)
-
-    def __getitem__(self, i):
-        return self.dataset[i]
-
-
-class _OutlierPool:
-    """Outlier rows from several sources, indexed without copying them.
-
-    ``parts`` is a list of ``(data, rows)``: ``data`` an array, a tensor or
-    a dict of them, ``rows`` the row indices used (None for all).
-    """
-
-    def __init__(self, parts):
-        self.parts = parts
-        sizes = [get_len(data) if rows is None else len(rows) for data, rows in parts]
-        self.offsets = np.cumsum([0, *sizes])
-
-    def __len__(self):
-        return int(self.offsets[-1])
-
-    def take(self, idx):
-        chunks = []
-        for p, (data, rows) in enumerate(self.parts):
-            start, stop = self.offsets[p], self.offsets[p + 1]
-            sel = idx[(idx >= start) & (idx < stop)] - start
-            if len(sel):
-                chunks.append(
-                    _to_tensor(multi_indexing(data, sel if rows is None else rows[sel]))
-                )
-        return chunks[0] if len(chunks) == 1 else _cat(chunks)
-
-
-def _to_tensor(x):
-    return to_tensor(x, device="cpu")
-
-
-def _cat(chunks, like=None):
-    """Concatenate batches (tensors, or dicts / tuples of them) along rows."""
-    first = chunks[0]
-    if isinstance(first, Mapping):
-        return {
-            k: _cat([c[k] for c in chunks], None if like is None else like[k])
-            for k in first
-        }
-    if isinstance(first, (tuple, list)):
-        return type(first)(
-            _cat([c[i] for c in chunks], None if like is None else like[i])
-            for i in range(len(first))
-        )
-    if like is not None and first.is_floating_point():
-        chunks = [c.to(like.dtype) for c in chunks]
-    return torch.cat(chunks)
-
-
-class _OutlierMixer:
-    """Training batches: each ID batch followed by its share of outliers.
-
-    The pool is read through a random permutation, reshuffled at every
-    epoch (each ``iter``) and whenever it is exhausted.
-    """
-
-    def __init__(self, loader, pool, ratio):
-        self.loader = loader
-        self.pool = pool
-        self.ratio = ratio
-
-    def __len__(self):
-        return len(self.loader)
-
-    def _indices(self):
-        n = len(self.pool)
-        while True:
-            yield from torch.randperm(n).numpy()
-
-    def __iter__(self):
-        stream = self._indices()
-        for Xi, yi in self.loader:
-            n_out = max(1, round(self.ratio * get_len(yi)))
-            idx = np.fromiter((next(stream) for _ in range(n_out)), np.int64, n_out)
-            Xo = self.pool.take(idx)
-            X = _cat([Xi, Xo], like=Xi)
-            y = torch.cat(
-                [torch.as_tensor(yi), torch.full((n_out,), -1, dtype=torch.int64)]
-            )
-            yield X, y
-
-
-# ------------------------------------------------------------------ presets
-
-
-class _CosinePerStep(LRScheduler):
-    """Per-step cosine schedule whose length is set at the start of training.
-
-    ``T_max="auto"`` is the number of scheduler steps of the run:
-    ``max_epochs`` with ``step_every="epoch"``, else
-    ``max_epochs * ceil(n_id / batch_size)``, with ``n_id`` the number of
-    ID rows of ``y`` (exact with ``train_split=None``; an overestimate
-    otherwise, so the learning rate ends slightly above ``eta_min`` and
-    never rises again).
-    """
-
-    def on_train_begin(self, net, X=None, y=None, **kwargs):
-        if net.history:
-            try:
-                self.batch_idx_ = sum(net.history[:, "train_batch_count"])
-            except KeyError:
-                self.batch_idx_ = sum(len(b) for b in net.history[:, "batches"])
-        scheduler_kwargs = dict(self.kwargs)
-        if scheduler_kwargs.get("T_max") == "auto" and self.step_every == "epoch":
-            scheduler_kwargs["T_max"] = max(1, net.max_epochs)
-        elif scheduler_kwargs.get("T_max") == "auto":
-            n_id = get_len(X) if y is None else int(np.sum(_check_labels(y) >= 0))
-            batch = net.batch_size if net.batch_size > 0 else max(n_id, 1)
-            scheduler_kwargs["T_max"] = max(1, net.max_epochs * math.ceil(n_id / batch))
-        self.lr_scheduler_ = self._get_scheduler(net, self.policy_, **scheduler_kwargs)
-
-
-_PRESETS = ("energy_oe", "um")
-
-
-def finetune_preset(name="energy_oe"):
-    """Return the parameters of a reference OOD fine-tuning schedule.
-
-    Two schedules, as dicts of :class:`OODNeuralNetClassifier` parameters
-    (``OODNeuralNetClassifier(model, criterion=..., **finetune_preset(name))``;
-    any of them can be overridden by a later keyword or ``set_params``):
-
-    * ``"energy_oe"``: the energy (Liu et al., 2020) and outlier-exposure
-      (Hendrycks et al., 2019) reference fine-tuning of a pretrained model:
-      10 epochs, SGD with ``lr=1e-3``, momentum 0.9, Nesterov, weight decay
-      ``5e-4``, a cosine schedule stepped every batch from ``lr`` down to
-      ``1e-6`` (``eta_min + (lr - eta_min) (1 + cos(pi t / T)) / 2`` over
-      the ``T`` training steps, counted at the start of training),
-      batches of 128 ID and 256 outlier rows (``outlier_ratio=2``), no
-      internal validation;
-    * ``"um"``: the Unleashing Mask repository's schedule (Zhu et al.,
-      2023): 100 epochs, SGD with ``lr=0.1``, momentum 0.9, no Nesterov,
-      weight decay ``1e-4``, a cosine schedule stepped every epoch down to 0
-      (``lr_e = lr (1 + cos(pi e / E)) / 2``), 256 ID rows per batch and
-      outliers at 1:1 (``outlier_ratio=1``), no internal validation. It is
-      a full retraining schedule rather than a gentle fine-tune; pair it
-      with :class:`~sklearn_ood.torch.UnleashingMaskLoss`.
-
-    The learning-rate schedule is a skorch ``LRScheduler`` callback named
-    ``"lr_scheduler"``; ``callbacks__lr_scheduler__eta_min`` tunes its floor.
-
-    Parameters
-    ----------
-    name : {"energy_oe", "um"}, default="energy_oe"
-        The schedule.
-
-    Returns
-    -------
-    params : dict
-        Keyword arguments of :class:`OODNeuralNetClassifier`: ``max_epochs``,
-        ``batch_size``, ``outlier_ratio``, ``optimizer``, ``lr``,
-        ``optimizer__momentum``, ``optimizer__nesterov``,
-        ``optimizer__weight_decay``, ``train_split`` and ``callbacks``. A new
-        dict (and new callback) at each call.
-
-    See Also
-    --------
-    OODNeuralNetClassifier : The net these parameters are for.
-
-    References
-    ----------
-    .. [1] D. Hendrycks, M. Mazeika and T. Dietterich, "Deep Anomaly
-       Detection with Outlier Exposure", ICLR 2019.
-    .. [2] W. Liu, X. Wang, J. Owens and Y. Li, "Energy-based
-       Out-of-distribution Detection", NeurIPS 2020.
-    .. [3] J. Zhu et al., "Unleashing Mask: Explore the Intrinsic
-       Out-of-Distribution Detection Capability", ICML 2023.
-
-    Examples
-    --------
-    >>> from sklearn_ood.torch import finetune_preset
-    >>> params = finetune_preset("energy_oe")
-    >>> params["lr"], params["max_epochs"], params["outlier_ratio"]
-    (0.001, 10, 2)
-    >>> params["optimizer__nesterov"], params["optimizer__weight_decay"]
-    (True, 0.0005)
-    """
-    if name == "energy_oe":
-        return {
-            "max_epochs": 10,
-            "batch_size": 128,
-            "outlier_ratio": 2,
-            "optimizer": torch.optim.SGD,
-            "lr": 1e-3,
-            "optimizer__momentum": 0.9,
-            "optimizer__nesterov": True,
-            "optimizer__weight_decay": 5e-4,
-            "train_split": None,
-            "callbacks": [
-                (
-                    "lr_scheduler",
-                    _CosinePerStep(
-                        policy=torch.optim.lr_scheduler.CosineAnnealingLR,
-                        T_max="auto",
-                        eta_min=1e-6,
-                        step_every="batch",
-                    ),
-                )
-            ],
-        }
-    if name == "um":
-        return {
-            "max_epochs": 100,
-            "batch_size": 256,
-            "outlier_ratio": 1,
-            "optimizer": torch.optim.SGD,
-            "lr": 0.1,
-            "optimizer__momentum": 0.9,
-            "optimizer__nesterov": False,
-            "optimizer__weight_decay": 1e-4,
-            "train_split": None,
-            "callbacks": [
-                (
-                    "lr_scheduler",
-                    _CosinePerStep(
-                        policy=torch.optim.lr_scheduler.CosineAnnealingLR,
-                        T_max="auto",
-                        eta_min=0.0,
-                        step_every="epoch",
-                    ),
-                )
-            ],
-        }
-    raise ValueError(f"Unknown fine-tuning preset {name!r}; use one of {_PRESETS}.")

@@ -30,7 +30,7 @@ from sklearn_ood.torch import (
     UnleashingMaskLoss,
     finetune_preset,
 )
-from sklearn_ood.torch._net import _CosinePerStep
+from sklearn_ood.torch._presets import _CosinePerStep
 
 N_IN = 5
 
