@@ -26,6 +26,7 @@ term over its own rows; the one exception, :class:`EntropicOpenSetLoss`,
 averages over the whole batch as its paper and pytorch-ood do.
 """
 
+import inspect
 from numbers import Real
 
 import numpy as np
@@ -125,7 +126,24 @@ def _reduce(rows, is_in, reduction):
 # ---------------------------------------------------------------------------
 
 
-class IDCrossEntropyLoss(nn.Module):
+class _OODLoss(nn.Module):
+    """Shared plumbing of the losses: ``repr`` from the constructor parameters.
+
+    Subclasses store their constructor arguments as attributes of the same
+    names (plain values, so that skorch's ``criterion__*`` parameters and
+    ``set_params`` rebuild them) and check them in ``_validate_params``.
+    """
+
+    def extra_repr(self):
+        names = inspect.signature(type(self).__init__).parameters
+        return ", ".join(
+            f"{name}={getattr(self, name)!r}"
+            for name in names
+            if name != "self" and getattr(self, name) is not None
+        )
+
+
+class IDCrossEntropyLoss(_OODLoss):
     r"""Cross-entropy over the in-distribution rows, ignoring outlier rows.
 
     .. math::
@@ -173,9 +191,6 @@ class IDCrossEntropyLoss(nn.Module):
     def _validate_params(self):
         _check_reduction(self.reduction)
 
-    def extra_repr(self):
-        return f"reduction={self.reduction!r}"
-
     def forward(self, logits, target):
         """Cross-entropy of the ID rows of ``logits`` against ``target``.
 
@@ -206,7 +221,7 @@ def _energy(logits):
     return -torch.logsumexp(logits, dim=1)
 
 
-class EnergyRegularizedLoss(nn.Module):
+class EnergyRegularizedLoss(_OODLoss):
     r"""Cross-entropy plus squared hinges pushing ID and outlier energies apart.
 
     .. math::
@@ -292,12 +307,6 @@ class EnergyRegularizedLoss(nn.Module):
         _check_real("margin_in", self.margin_in)
         _check_real("margin_out", self.margin_out)
         _check_reduction(self.reduction)
-
-    def extra_repr(self):
-        return (
-            f"alpha={self.alpha}, margin_in={self.margin_in}, "
-            f"margin_out={self.margin_out}, reduction={self.reduction!r}"
-        )
 
     def _regularizer(self, logits, is_in):
         energy = _energy(logits)
@@ -433,7 +442,7 @@ def energy_margins(logits_id, logits_out):
 # ---------------------------------------------------------------------------
 
 
-class OutlierExposureLoss(nn.Module):
+class OutlierExposureLoss(_OODLoss):
     r"""Cross-entropy plus a cross-entropy to the uniform on the outliers.
 
     .. math::
@@ -511,9 +520,6 @@ class OutlierExposureLoss(nn.Module):
         _check_real("alpha", self.alpha, low=0)
         _check_reduction(self.reduction)
 
-    def extra_repr(self):
-        return f"alpha={self.alpha}, reduction={self.reduction!r}"
-
     def _regularizer(self, logits, is_in):
         oe = _uniform_cross_entropy(logits)
         return self.alpha * torch.where(is_in, torch.zeros_like(oe), oe)
@@ -566,7 +572,7 @@ class OutlierExposureLoss(nn.Module):
         return _reduce(rows, is_in, self.reduction)
 
 
-class EntropicOpenSetLoss(nn.Module):
+class EntropicOpenSetLoss(_OODLoss):
     r"""Entropic open-set loss: cross-entropy, and maximal entropy on outliers.
 
     .. math::
@@ -632,9 +638,6 @@ class EntropicOpenSetLoss(nn.Module):
     def _validate_params(self):
         _check_reduction(self.reduction)
 
-    def extra_repr(self):
-        return f"reduction={self.reduction!r}"
-
     def forward(self, logits, target):
         """The entropic open-set loss of a batch.
 
@@ -669,7 +672,7 @@ class EntropicOpenSetLoss(nn.Module):
 # ---------------------------------------------------------------------------
 
 
-class LogitNormLoss(nn.Module):
+class LogitNormLoss(_OODLoss):
     r"""Cross-entropy of the L2-normalised logits divided by a temperature.
 
     .. math::
@@ -738,9 +741,6 @@ class LogitNormLoss(nn.Module):
         _check_real("temperature", self.temperature, low=0, strict=True)
         _check_reduction(self.reduction)
 
-    def extra_repr(self):
-        return f"temperature={self.temperature}, reduction={self.reduction!r}"
-
     def forward(self, logits, target):
         """The LogitNorm loss of the ID rows of a batch.
 
@@ -771,7 +771,7 @@ class LogitNormLoss(nn.Module):
 _OUTLIER_LOSSES = {"oe": OutlierExposureLoss, "energy": EnergyRegularizedLoss}
 
 
-class UnleashingMaskLoss(nn.Module):
+class UnleashingMaskLoss(_OODLoss):
     r"""Flooded ID cross-entropy (Unleashing Mask), plus an optional outlier term.
 
     .. math::
@@ -941,17 +941,6 @@ class UnleashingMaskLoss(nn.Module):
                 if getattr(self, name) is not None:
                     kwargs[name] = getattr(self, name)
         return _OUTLIER_LOSSES[self.outlier_loss](**kwargs)
-
-    def extra_repr(self):
-        names = ["level", "beta", "outlier_loss", "alpha", "margin_in", "margin_out"]
-        parts = [
-            f"{name}={getattr(self, name)!r}"
-            for name in names
-            if name in ("level", "beta") or getattr(self, name) is not None
-        ]
-        if isinstance(self.outlier_loss, nn.Module):
-            parts = [p for p in parts if not p.startswith("outlier_loss=")]
-        return ", ".join([*parts, f"reduction={self.reduction!r}"])
 
     def forward(self, logits, target, flood=True):
         """The flooded ID cross-entropy plus the outlier term of a batch.
