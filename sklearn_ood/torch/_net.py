@@ -28,6 +28,7 @@ from skorch.utils import is_dataset, to_numpy, to_tensor
 from torch import nn
 from torch.utils.data import DataLoader, Subset
 
+from sklearn_ood.detectors._softmax import logsumexp64, max_softmax64
 from sklearn_ood.torch._losses import IDCrossEntropyLoss, UnleashingMaskLoss
 from sklearn_ood.torch._outlier_batches import (
     _OutlierMixer,
@@ -591,12 +592,11 @@ class OODNeuralNetClassifier(NeuralNetClassifier):
             raise ValueError(
                 f"ood_score must be one of {_OOD_SCORES}; got {self.ood_score!r}."
             )
-        logits = self._logits(X).double()
+        # The float64 kernels of the Energy and MaxSoftmax detectors.
+        logits = to_numpy(self._logits(X))
         if self.ood_score == "energy":
-            scores = torch.logsumexp(logits, dim=1)
-        else:
-            scores = torch.softmax(logits, dim=1).amax(dim=1)
-        return to_numpy(scores)
+            return logsumexp64(logits)
+        return max_softmax64(logits)
 
     def score(self, X, y, sample_weight=None):
         """Classification accuracy over the ID rows (``y >= 0``).
