@@ -106,6 +106,13 @@ def _uniform_cross_entropy(logits):
     return torch.logsumexp(logits, dim=1) - logits.mean(dim=1)
 
 
+def _outlier_exposure(logits, is_in):
+    """Per-row cross-entropy to the uniform distribution on the outlier rows, 0
+    on the ID rows."""
+    oe = _uniform_cross_entropy(logits)
+    return torch.where(is_in, torch.zeros_like(oe), oe)
+
+
 def _group_mean(values, mask):
     """Mean of ``values[mask]``; 0 (keeping the graph) for an empty group."""
     total = torch.where(mask, values, torch.zeros_like(values)).sum()
@@ -141,6 +148,60 @@ class _OODLoss(nn.Module):
             for name in names
             if name != "self" and getattr(self, name) is not None
         )
+
+
+class _RegularizedCrossEntropy(_OODLoss):
+    """ID cross-entropy plus a per-row regulariser ``_regularizer(logits, is_in)``.
+
+    Energy regularisation and outlier exposure differ only in that term;
+    :class:`UnleashingMaskLoss` adds the same term (``regularizer``) to its
+    flooded cross-entropy.
+    """
+
+    def regularizer(self, logits, target):
+        """The weighted regularisation term of every row, without the CE.
+
+        Its per-group means, summed, are the loss's regularisation term (the
+        formula is in the class docstring).
+
+        Parameters
+        ----------
+        logits : torch.Tensor of shape (n_samples, n_classes)
+            Model outputs.
+        target : torch.Tensor of shape (n_samples,)
+            Integer labels; ``target < 0`` marks an outlier row.
+
+        Returns
+        -------
+        terms : torch.Tensor of shape (n_samples,)
+            The weighted term of each row.
+        """
+        self._validate_params()
+        logits, target = _check_inputs(logits, target)
+        return self._regularizer(logits, target >= 0)
+
+    def forward(self, logits, target):
+        """The loss of a batch: ID cross-entropy plus the regulariser.
+
+        Parameters
+        ----------
+        logits : torch.Tensor of shape (n_samples, n_classes)
+            Model outputs.
+        target : torch.Tensor of shape (n_samples,)
+            Integer labels; ``target < 0`` marks an outlier row.
+
+        Returns
+        -------
+        loss : torch.Tensor
+            A scalar, or one value per row for ``reduction="none"``.
+        """
+        self._validate_params()
+        logits, target = _check_inputs(logits, target)
+        is_in = target >= 0
+        rows = _id_cross_entropy(logits, target, is_in) + self._regularizer(
+            logits, is_in
+        )
+        return _reduce(rows, is_in, self.reduction)
 
 
 class IDCrossEntropyLoss(_OODLoss):
@@ -221,7 +282,7 @@ def _energy(logits):
     return -torch.logsumexp(logits, dim=1)
 
 
-class EnergyRegularizedLoss(_OODLoss):
+class EnergyRegularizedLoss(_RegularizedCrossEntropy):
     r"""Cross-entropy plus squared hinges pushing ID and outlier energies apart.
 
     .. math::
@@ -317,53 +378,6 @@ class EnergyRegularizedLoss(_OODLoss):
         )
         return self.alpha * hinge
 
-    def regularizer(self, logits, target):
-        r"""The weighted energy hinge of every row, without the cross-entropy.
-
-        :math:`\alpha \max(0, E_i - m_\text{in})^2` for an ID row and
-        :math:`\alpha \max(0, m_\text{out} - E_j)^2` for an outlier row.
-        Their per-group means, summed, are the regularisation term;
-        :class:`UnleashingMaskLoss` adds them to its flooded cross-entropy.
-
-        Parameters
-        ----------
-        logits : torch.Tensor of shape (n_samples, n_classes)
-            Model outputs.
-        target : torch.Tensor of shape (n_samples,)
-            Integer labels; ``target < 0`` marks an outlier row.
-
-        Returns
-        -------
-        terms : torch.Tensor of shape (n_samples,)
-            The weighted hinge of each row.
-        """
-        self._validate_params()
-        logits, target = _check_inputs(logits, target)
-        return self._regularizer(logits, target >= 0)
-
-    def forward(self, logits, target):
-        """The energy-regularised loss of a batch.
-
-        Parameters
-        ----------
-        logits : torch.Tensor of shape (n_samples, n_classes)
-            Model outputs.
-        target : torch.Tensor of shape (n_samples,)
-            Integer labels; ``target < 0`` marks an outlier row.
-
-        Returns
-        -------
-        loss : torch.Tensor
-            A scalar, or one value per row for ``reduction="none"``.
-        """
-        self._validate_params()
-        logits, target = _check_inputs(logits, target)
-        is_in = target >= 0
-        rows = _id_cross_entropy(logits, target, is_in) + self._regularizer(
-            logits, is_in
-        )
-        return _reduce(rows, is_in, self.reduction)
-
 
 def _as_logits_array(logits, name):
     if isinstance(logits, torch.Tensor):
@@ -442,7 +456,7 @@ def energy_margins(logits_id, logits_out):
 # ---------------------------------------------------------------------------
 
 
-class OutlierExposureLoss(_OODLoss):
+class OutlierExposureLoss(_RegularizedCrossEntropy):
     r"""Cross-entropy plus a cross-entropy to the uniform on the outliers.
 
     .. math::
@@ -521,55 +535,7 @@ class OutlierExposureLoss(_OODLoss):
         _check_reduction(self.reduction)
 
     def _regularizer(self, logits, is_in):
-        oe = _uniform_cross_entropy(logits)
-        return self.alpha * torch.where(is_in, torch.zeros_like(oe), oe)
-
-    def regularizer(self, logits, target):
-        r"""The weighted outlier term of every row, without the cross-entropy.
-
-        :math:`\alpha (\log \sum_c e^{f_c} - \frac{1}{C} \sum_c f_c)` for an
-        outlier row, 0 for an ID row. Its mean over the outlier rows is the
-        outlier term; :class:`UnleashingMaskLoss` adds it to its flooded
-        cross-entropy.
-
-        Parameters
-        ----------
-        logits : torch.Tensor of shape (n_samples, n_classes)
-            Model outputs.
-        target : torch.Tensor of shape (n_samples,)
-            Integer labels; ``target < 0`` marks an outlier row.
-
-        Returns
-        -------
-        terms : torch.Tensor of shape (n_samples,)
-            The weighted outlier term of each row.
-        """
-        self._validate_params()
-        logits, target = _check_inputs(logits, target)
-        return self._regularizer(logits, target >= 0)
-
-    def forward(self, logits, target):
-        """The outlier-exposure loss of a batch.
-
-        Parameters
-        ----------
-        logits : torch.Tensor of shape (n_samples, n_classes)
-            Model outputs.
-        target : torch.Tensor of shape (n_samples,)
-            Integer labels; ``target < 0`` marks an outlier row.
-
-        Returns
-        -------
-        loss : torch.Tensor
-            A scalar, or one value per row for ``reduction="none"``.
-        """
-        self._validate_params()
-        logits, target = _check_inputs(logits, target)
-        is_in = target >= 0
-        rows = _id_cross_entropy(logits, target, is_in) + self._regularizer(
-            logits, is_in
-        )
-        return _reduce(rows, is_in, self.reduction)
+        return self.alpha * _outlier_exposure(logits, is_in)
 
 
 class EntropicOpenSetLoss(_OODLoss):
@@ -656,9 +622,8 @@ class EntropicOpenSetLoss(_OODLoss):
         self._validate_params()
         logits, target = _check_inputs(logits, target)
         is_in = target >= 0
-        oe = _uniform_cross_entropy(logits)
-        rows = _id_cross_entropy(logits, target, is_in) + torch.where(
-            is_in, torch.zeros_like(oe), oe
+        rows = _id_cross_entropy(logits, target, is_in) + _outlier_exposure(
+            logits, is_in
         )
         if self.reduction == "none":
             return rows
