@@ -25,7 +25,27 @@ from torch import nn
 __all__ = ["DenseNetBC", "DigitsCNN", "FashionCNN", "WideResNet", "load_weights"]
 
 
-class DigitsCNN(nn.Module):
+class _SmallCNN(nn.Module):
+    """The layers of DigitsCNN and FashionCNN (``pool_first``: a 2x2 pooling
+    after block1 too), created in one order so that a seed gives the same
+    weights."""
+
+    def __init__(self, n_classes, width, in_channels, dropout, pool_first):
+        super().__init__()
+        block1 = _conv_block(in_channels, width)
+        self.block1 = nn.Sequential(*block1, nn.MaxPool2d(2)) if pool_first else block1
+        self.block2 = nn.Sequential(*_conv_block(width, 2 * width), nn.MaxPool2d(2))
+        self.block3 = _conv_block(2 * width, 4 * width)
+        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(4 * width, n_classes)
+
+    def forward(self, x):
+        x = self.block3(self.block2(self.block1(x)))
+        return self.fc(self.dropout(self.pool(x)))
+
+
+class DigitsCNN(_SmallCNN):
     """Small CNN for scikit-learn's 8x8 digits (``load_digits``).
 
     Three 3x3 convolution blocks (convolution, batch norm, ReLU; a 2x2 max
@@ -69,20 +89,10 @@ class DigitsCNN(nn.Module):
     """
 
     def __init__(self, n_classes=10, width=16, in_channels=1, dropout=0.0):
-        super().__init__()
-        self.block1 = _conv_block(in_channels, width)
-        self.block2 = nn.Sequential(*_conv_block(width, 2 * width), nn.MaxPool2d(2))
-        self.block3 = _conv_block(2 * width, 4 * width)
-        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
-        self.dropout = nn.Dropout(dropout)
-        self.fc = nn.Linear(4 * width, n_classes)
-
-    def forward(self, x):
-        x = self.block3(self.block2(self.block1(x)))
-        return self.fc(self.dropout(self.pool(x)))
+        super().__init__(n_classes, width, in_channels, dropout, pool_first=False)
 
 
-class FashionCNN(nn.Module):
+class FashionCNN(_SmallCNN):
     """Small CNN for 28x28 grey images (Fashion-MNIST, MNIST).
 
     Three 3x3 convolution blocks (convolution, batch norm, ReLU; a 2x2 max
@@ -126,17 +136,7 @@ class FashionCNN(nn.Module):
     """
 
     def __init__(self, n_classes=10, width=16, in_channels=1, dropout=0.0):
-        super().__init__()
-        self.block1 = nn.Sequential(*_conv_block(in_channels, width), nn.MaxPool2d(2))
-        self.block2 = nn.Sequential(*_conv_block(width, 2 * width), nn.MaxPool2d(2))
-        self.block3 = _conv_block(2 * width, 4 * width)
-        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
-        self.dropout = nn.Dropout(dropout)
-        self.fc = nn.Linear(4 * width, n_classes)
-
-    def forward(self, x):
-        x = self.block3(self.block2(self.block1(x)))
-        return self.fc(self.dropout(self.pool(x)))
+        super().__init__(n_classes, width, in_channels, dropout, pool_first=True)
 
 
 class WideResNet(nn.Module):
