@@ -48,35 +48,12 @@ detector, ours and theirs, in worker subprocesses with a memory cap
 import os
 import sys
 
-
-def _early_thread_count(argv):
-    for i, arg in enumerate(argv):
-        if arg == "--threads" and i + 1 < len(argv):
-            return argv[i + 1]
-        if arg.startswith("--threads="):
-            return arg.split("=", 1)[1]
-    return "2"
-
-
-# Thread counts must be in the environment before NumPy / torch load.
-_THREADS_ENV = _early_thread_count(sys.argv)
-for _var in (
-    "OMP_NUM_THREADS",
-    "MKL_NUM_THREADS",
-    "OPENBLAS_NUM_THREADS",
-    "VECLIB_MAXIMUM_THREADS",
-    "NUMEXPR_NUM_THREADS",
-):
-    os.environ[_var] = _THREADS_ENV
-
 _HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, _HERE)
-# Run from a checkout without ``pip install -e .``: use the checkout's package.
-if not os.environ.get("BENCH_NO_CHECKOUT_PATH"):
-    import importlib.util
+import _bench_env  # noqa: E402
 
-    if importlib.util.find_spec("sklearn_ood") is None:
-        sys.path.insert(1, os.path.dirname(_HERE))
+# Thread counts must be in the environment before NumPy / torch load.
+_bench_env.configure(sys.argv)
 
 import argparse  # noqa: E402
 import cProfile  # noqa: E402
