@@ -105,49 +105,54 @@ def finetune_preset(name="energy_oe"):
     (True, 0.0005)
     """
     if name == "energy_oe":
-        return {
-            "max_epochs": 10,
-            "batch_size": 128,
-            "outlier_ratio": 2,
-            "optimizer": torch.optim.SGD,
-            "lr": 1e-3,
-            "optimizer__momentum": 0.9,
-            "optimizer__nesterov": True,
-            "optimizer__weight_decay": 5e-4,
-            "train_split": None,
-            "callbacks": [
-                (
-                    "lr_scheduler",
-                    _CosinePerStep(
-                        policy=torch.optim.lr_scheduler.CosineAnnealingLR,
-                        T_max="auto",
-                        eta_min=1e-6,
-                        step_every="batch",
-                    ),
-                )
-            ],
-        }
+        return _sgd_cosine(
+            max_epochs=10,
+            batch_size=128,
+            outlier_ratio=2,
+            lr=1e-3,
+            nesterov=True,
+            weight_decay=5e-4,
+            eta_min=1e-6,
+            step_every="batch",
+        )
     if name == "um":
-        return {
-            "max_epochs": 100,
-            "batch_size": 256,
-            "outlier_ratio": 1,
-            "optimizer": torch.optim.SGD,
-            "lr": 0.1,
-            "optimizer__momentum": 0.9,
-            "optimizer__nesterov": False,
-            "optimizer__weight_decay": 1e-4,
-            "train_split": None,
-            "callbacks": [
-                (
-                    "lr_scheduler",
-                    _CosinePerStep(
-                        policy=torch.optim.lr_scheduler.CosineAnnealingLR,
-                        T_max="auto",
-                        eta_min=0.0,
-                        step_every="epoch",
-                    ),
-                )
-            ],
-        }
+        return _sgd_cosine(
+            max_epochs=100,
+            batch_size=256,
+            outlier_ratio=1,
+            lr=0.1,
+            nesterov=False,
+            weight_decay=1e-4,
+            eta_min=0.0,
+            step_every="epoch",
+        )
     raise ValueError(f"Unknown fine-tuning preset {name!r}; use one of {_PRESETS}.")
+
+
+def _sgd_cosine(
+    *, max_epochs, batch_size, outlier_ratio, lr, nesterov, weight_decay, eta_min,
+    step_every
+):  # fmt: skip
+    """Parameters of SGD (momentum 0.9) with a cosine schedule, no validation."""
+    return {
+        "max_epochs": max_epochs,
+        "batch_size": batch_size,
+        "outlier_ratio": outlier_ratio,
+        "optimizer": torch.optim.SGD,
+        "lr": lr,
+        "optimizer__momentum": 0.9,
+        "optimizer__nesterov": nesterov,
+        "optimizer__weight_decay": weight_decay,
+        "train_split": None,
+        "callbacks": [
+            (
+                "lr_scheduler",
+                _CosinePerStep(
+                    policy=torch.optim.lr_scheduler.CosineAnnealingLR,
+                    T_max="auto",
+                    eta_min=eta_min,
+                    step_every=step_every,
+                ),
+            )
+        ],
+    }
