@@ -24,6 +24,8 @@ import scipy.sparse as sp
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset, default_collate
 
+from sklearn_ood._labels import check_ood_labels
+
 # Half precision inputs give float32 scores, like float32 inputs.
 _FLOAT32_TENSORS = (torch.float16, torch.bfloat16, torch.float32)
 _FLOAT32_ARRAYS = (np.float16, np.float32)
@@ -235,6 +237,33 @@ class _ModelInput:
         if not batch.flags.writeable:  # torch only wraps writeable memory
             batch = batch.copy()
         return torch.from_numpy(batch)
+
+
+def _check_labels(y, n_samples=None, name="y"):
+    """Labels of model inputs as a 1-D int64 array (tensors too), or a ValueError.
+
+    The values are checked by the package's :func:`check_ood_labels` (whole
+    numbers within int64, no text or booleans); the message says what a
+    class label is here.
+    """
+    if isinstance(y, torch.Tensor):
+        y = y.detach().cpu().numpy()
+    y = np.asarray(y)
+    if n_samples is not None and (y.ndim != 1 or len(y) != n_samples):
+        raise ValueError(
+            f"{name} must be 1-D with one label per sample of X ({n_samples}); got "
+            f"shape {y.shape}."
+        )
+    if y.ndim != 1:
+        raise ValueError(f"{name} must be 1-D; got shape {y.shape}.")
+    try:
+        return check_ood_labels(y, name=name)
+    except ValueError as exc:
+        raise ValueError(
+            f"{name} must hold integer class labels (>= 0 for ID rows, -1 for "
+            f"outliers): {exc} Encode other labels first, e.g. with "
+            "sklearn.preprocessing.LabelEncoder."
+        ) from exc
 
 
 def _check_input_shape(estimator, inputs, *, reset):

@@ -29,6 +29,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 
 from sklearn_ood.detectors._softmax import logsumexp64, max_softmax64
+from sklearn_ood.torch._inputs import _check_labels
 from sklearn_ood.torch._losses import IDCrossEntropyLoss, UnleashingMaskLoss
 from sklearn_ood.torch._outlier_batches import (
     _OutlierMixer,
@@ -635,22 +636,6 @@ def _encoded_accuracy(net, X, y):
     keep = y >= 0
     y_pred = net.predict(X)
     return float(np.mean(y_pred[keep] == np.asarray(net.classes_)[y[keep]]))
-
-
-def _check_labels(y, name="y"):
-    """``y`` as a 1-D integer array, or a ValueError."""
-    y = to_numpy(y) if isinstance(y, torch.Tensor) else np.asarray(y)
-    if y.ndim != 1:
-        raise ValueError(f"{name} must be 1-D; got shape {y.shape}.")
-    if y.dtype.kind in "iu":
-        return y.astype(np.int64, copy=False)
-    if y.dtype.kind == "f" and np.all(np.isfinite(y)) and np.all(y == np.round(y)):
-        return y.astype(np.int64)
-    raise ValueError(
-        f"{name} must hold integer class labels (>= 0 for ID rows, -1 for "
-        f"outliers); got dtype {y.dtype}. Encode other labels first, e.g. with "
-        "sklearn.preprocessing.LabelEncoder."
-    )
 
 
 @contextlib.contextmanager

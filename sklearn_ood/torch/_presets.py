@@ -7,7 +7,7 @@ import torch
 from skorch.callbacks import LRScheduler
 from skorch.dataset import get_len
 
-from sklearn_ood.torch._net import _check_labels
+from sklearn_ood.torch._inputs import _check_labels
 
 __all__ = ["finetune_preset"]
 

@@ -24,7 +24,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from sklearn_ood.torch._devices import _floating_dtype, _resolve_device
-from sklearn_ood.torch._inputs import _call_model, _ModelInput
+from sklearn_ood.torch._inputs import _call_model, _check_labels, _ModelInput
 from sklearn_ood.torch._utils import _check_logits, _check_model
 
 __all__ = ["add_learnable_masks", "apply_masks", "estimate_um_level"]
@@ -425,20 +425,3 @@ def _check_keep(keep):
             f"got {keep!r}."
         )
     return float(keep)
-
-
-def _check_labels(y, n_samples):
-    if isinstance(y, torch.Tensor):
-        y = y.detach().cpu().numpy()
-    y = np.asarray(y)
-    if y.ndim != 1 or len(y) != n_samples:
-        raise ValueError(
-            f"y must be 1-D with one label per sample of X ({n_samples}); got "
-            f"shape {y.shape}."
-        )
-    if y.dtype.kind not in "iu":
-        if y.dtype.kind == "f" and np.all(np.isfinite(y)) and np.all(y == np.round(y)):
-            y = y.astype(np.int64)
-        else:
-            raise ValueError(f"y must hold integer class labels; got dtype {y.dtype}.")
-    return y.astype(np.int64)

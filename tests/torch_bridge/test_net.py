@@ -455,3 +455,11 @@ def test_module_with_another_number_of_logits_is_refused():
     net = _net(module=MLP(n_in=N_IN, n_hidden=8, n_out=5))
     with pytest.raises(ValueError, match="one logit per ID class"):
         net.fit(X, y)
+
+
+def test_labels_beyond_int64_are_refused_not_wrapped_to_outliers():
+    X, y, _ = _data()
+    y = y.astype(np.uint64)
+    y[0] = 2**63  # would wrap to a negative (outlier) label in int64
+    with pytest.raises(ValueError, match="does not fit in a signed 64-bit int"):
+        _net().fit(X, y)

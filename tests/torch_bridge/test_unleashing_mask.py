@@ -341,3 +341,10 @@ def test_mask_errors():
         add_learnable_masks(nn.ReLU())
     with pytest.raises(ValueError, match="apply_masks first"):
         estimate_um_level(masked, *_data())
+
+
+def test_um_level_refuses_labels_beyond_int64():
+    model = nn.Sequential(nn.Linear(3, 2))
+    X = np.zeros((2, 3), dtype=np.float32)
+    with pytest.raises(ValueError, match="does not fit in a signed 64-bit int"):
+        estimate_um_level(model, X, np.array([0, 2**63], dtype=np.uint64))
