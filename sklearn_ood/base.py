@@ -86,6 +86,15 @@ class BaseDetector(OutlierMixin, BaseEstimator):
     * ``_stateless``: the score is a fixed function of the row
       (``MaxSoftmax``, ``Energy``, ...), so fitting only validates the input
       and sets ``offset_``.
+    * ``_input_kind``: what the detector consumes, read by
+      :func:`sklearn_ood.evaluation.evaluate` and the ``sklearn-ood`` command
+      to feed it from one feature extraction: ``"logits"``, ``"features"``
+      (one layer, the penultimate by default), ``"layers"`` (several layers
+      side by side) or ``"inputs"`` (raw inputs through a torch model).
+    * ``_family``: the family the documentation and ``sklearn-ood
+      benchmark --detectors`` group it under (``"logits"``,
+      ``"fitted-logits"``, ``"gaussian"``, ``"neighbors"``, ``"head-aware"``,
+      ``"activation-shaping"``, ``"model"``).
 
     Examples
     --------
@@ -108,6 +117,8 @@ class BaseDetector(OutlierMixin, BaseEstimator):
     _uses_outliers = False
     _class_aware = False
     _stateless = False
+    _input_kind = "features"
+    _family = None
 
     _offset_sample_size = OFFSET_SAMPLE_SIZE
 

@@ -164,6 +164,25 @@ def test_detector_is_exported(name, cls):
         assert getattr(detectors, name) is cls
 
 
+FAMILIES = {
+    "logits",
+    "fitted-logits",
+    "gaussian",
+    "neighbors",
+    "head-aware",
+    "activation-shaping",
+    "model",
+}
+
+
+@pytest.mark.parametrize("name, cls", all_detectors())
+def test_detector_declares_family_and_input(name, cls):
+    # evaluate() and the benchmark command feed detectors through these.
+    assert cls._family in FAMILIES, f"{name}: _family={cls._family!r}"
+    assert cls._input_kind in {"logits", "features", "layers", "inputs"}
+    assert (cls._input_kind == "inputs") == (cls._family == "model")
+
+
 @pytest.mark.parametrize("name, cls", all_detectors())
 def test_docstring_has_formula_example_and_reference_difference(name, cls):
     doc = cls.__doc__ or ""

@@ -149,6 +149,9 @@ class TemperatureScaling(BaseDetector):
     array([0.76 , 0.703, 0.64 , 0.571])
     """
 
+    _input_kind = "logits"
+    _family = "fitted-logits"
+
     _requires_labels = True
     _class_aware = True
 
@@ -268,6 +271,9 @@ class KLMatching(PartialFitMixin, BaseDetector):
     >>> det.score_samples(logits).round(4)
     array([-0.0065, -0.0112, -0.1722, -0.0296, -0.2009])
     """
+
+    _input_kind = "logits"
+    _family = "fitted-logits"
 
     _parameter_constraints = {
         **BaseDetector._parameter_constraints,

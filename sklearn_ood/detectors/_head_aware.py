@@ -135,6 +135,8 @@ class SHE(PartialFitMixin, BaseDetector):
     array([3., 3.])
     """
 
+    _family = "head-aware"
+
     _parameter_constraints = {
         **BaseDetector._parameter_constraints,
         "head": [object],  # resolved and checked by check_head in fit
@@ -202,6 +204,8 @@ class SHE(PartialFitMixin, BaseDetector):
 
 class _TrainMeanDetector(PartialFitMixin, BaseDetector):
     """Shared fit of fDBD and NCI: the head and the mean of the fit features."""
+
+    _family = "head-aware"
 
     _parameter_constraints = {
         **BaseDetector._parameter_constraints,

@@ -31,6 +31,9 @@ class _LogitDetector(BaseDetector):
     row the same softmax-based score, silently.
     """
 
+    _input_kind = "logits"
+    _family = "logits"
+
     _stateless = True
 
     def _fit(self, X, y):

@@ -153,6 +153,8 @@ class Mahalanobis(GaussianLabelsMixin, PartialFitMixin, BaseDetector):
     array([ -1., -25., -16.])
     """
 
+    _family = "gaussian"
+
     _class_aware = True
     _parameter_constraints = {
         **BaseDetector._parameter_constraints,
@@ -413,6 +415,8 @@ class GMM(GaussianLabelsMixin, PartialFitMixin, BaseDetector):
     >>> det.score_samples([[0.0], [5.0]]).round(4)
     array([ -1.6121, -13.4189])
     """
+
+    _family = "gaussian"
 
     _class_aware = True
     _parameter_constraints = {

@@ -175,6 +175,9 @@ class MultiMahalanobis(GaussianLabelsMixin, PartialFitMixin, BaseDetector):
     (2,)
     """
 
+    _input_kind = "layers"
+    _family = "gaussian"
+
     _class_aware = True
     _parameter_constraints = {
         **BaseDetector._parameter_constraints,

@@ -143,6 +143,8 @@ class KNN(BaseDetector):
     array([ 0.    , -1.4142])
     """
 
+    _family = "neighbors"
+
     _parameter_constraints = {
         **BaseDetector._parameter_constraints,
         **_SEARCH_CONSTRAINTS,
@@ -286,6 +288,8 @@ class NNGuide(BaseDetector):
     >>> det.score_samples([[3.0, 0.0], [-3.0, 0.0]]).round(3)
     array([6.484, 0.   ])
     """
+
+    _family = "neighbors"
 
     _parameter_constraints = {
         **BaseDetector._parameter_constraints,

@@ -207,6 +207,9 @@ class OpenMax(BaseDetector):
     array([0.998, 0.   ])
     """
 
+    _input_kind = "logits"
+    _family = "fitted-logits"
+
     _parameter_constraints = {
         **BaseDetector._parameter_constraints,
         "tailsize": [Interval(Integral, _MIN_ROWS, None, closed="left")],

@@ -89,6 +89,8 @@ class _ShapedLogitDetector(BaseDetector):
     requires them.
     """
 
+    _family = "activation-shaping"
+
     _parameter_constraints: dict = {
         **BaseDetector._parameter_constraints,
         "head": [object],  # resolved and checked by check_head in fit

@@ -202,6 +202,8 @@ class ViM(PartialFitMixin, BaseDetector):
     True
     """
 
+    _family = "head-aware"
+
     _parameter_constraints = {
         **BaseDetector._parameter_constraints,
         "head": [object],  # resolved and checked by check_head in fit

@@ -70,6 +70,9 @@ class BaseTorchModelDetector(BaseDetector):
     :class:`~sklearn_ood.torch.TorchFeatureTransformer` does.
     """
 
+    _input_kind = "inputs"
+    _family = "model"
+
     _parameter_constraints: dict = {
         **BaseDetector._parameter_constraints,
         "model": "no_validation",  # checked in fit with a more helpful message
