@@ -32,6 +32,10 @@ _METHODS = (
     "get_feature_names_out",
     "layer_scores",
     "fit_layer_weights",
+    "plot",
+    "from_estimator",
+    "from_estimators",
+    "from_predictions",
 )
 # Public modules whose ``__all__`` functions and classes are checked.
 _MODULES = [
@@ -40,6 +44,9 @@ _MODULES = [
     "sklearn_ood.detectors",
     "sklearn_ood.exceptions",
     "sklearn_ood.torch",
+    "sklearn_ood.datasets",
+    "sklearn_ood.evaluation",
+    "sklearn_ood.plotting",
 ]
 
 
