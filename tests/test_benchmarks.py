@@ -42,3 +42,23 @@ def test_bench_training_quick_smoke():
     assert result.returncode == 0, result.stderr[-2000:]
     for text in ("UM+Energy", "UMAP", "MSP score", "ratio ours / bare"):
         assert text in result.stdout
+
+
+def test_bench_evaluation_quick_smoke():
+    pytest.importorskip("torch")
+    pytest.importorskip("pandas")
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "bench_evaluation.py"), "--quick"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("n detectors"))
+    rows = [line.split() for line in lines[header + 2 : header + 4]]
+    # One model pass per input set with evaluate, one per detector without
+    # (plus fit's few probe images).
+    passes = [(int(r[0]), round(float(r[1])), round(float(r[2]))) for r in rows]
+    assert passes == [(1, 1, 1), (3, 1, 3)]
+    assert all(float(row[-1]) == 0 for row in rows)  # the same AUROCs
