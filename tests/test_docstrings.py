@@ -57,8 +57,10 @@ def _public_objects():
     for module_name in _MODULES:
         try:
             module = importlib.import_module(module_name)
-        except ImportError:  # the torch extra is not installed
-            continue
+        except ImportError as exc:
+            if exc.name != "torch":
+                raise
+            continue  # the torch extra is not installed
         for name in getattr(module, "__all__", []):
             obj = getattr(module, name)
             if inspect.isclass(obj) or inspect.isfunction(obj):
