@@ -3,6 +3,7 @@
 from sklearn_ood.detectors._fitted_logits import KLMatching, TemperatureScaling
 from sklearn_ood.detectors._head import check_head
 from sklearn_ood.detectors._head_aware import NCI, SHE, fDBD
+from sklearn_ood.detectors._logit_scaling import LTS
 from sklearn_ood.detectors._logits import (
     GEN,
     Energy,
@@ -12,9 +13,12 @@ from sklearn_ood.detectors._logits import (
     WeightedEnergy,
 )
 from sklearn_ood.detectors._mahalanobis import GMM, RMD, Mahalanobis
+from sklearn_ood.detectors._mcm import MCM
 from sklearn_ood.detectors._multi_mahalanobis import MultiMahalanobis
 from sklearn_ood.detectors._neighbors import KNN, NNGuide
 from sklearn_ood.detectors._openmax import OpenMax
+from sklearn_ood.detectors._pnml import PNML
+from sklearn_ood.detectors._rectification import VRA
 from sklearn_ood.detectors._shaping import ASH, DICE, SCALE, ReAct
 from sklearn_ood.detectors._vim import ViM
 
@@ -29,18 +33,22 @@ __all__ = [
     "GMM",
     "KLMatching",
     "KNN",
+    "LTS",
     "Mahalanobis",
     "MaxLogit",
     "MaxSoftmax",
+    "MCM",
     "MultiMahalanobis",
     "NCI",
     "NNGuide",
     "OpenMax",
+    "PNML",
     "ReAct",
     "RMD",
     "SCALE",
     "SHE",
     "TemperatureScaling",
     "ViM",
+    "VRA",
     "WeightedEnergy",
 ]

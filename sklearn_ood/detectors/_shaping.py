@@ -5,7 +5,8 @@ n_features)`` and the classifier's linear ``head``. It shapes the features
 (ReAct clips them, ASH prunes each row, SCALE rescales each row) or the head
 weights (DICE), computes the logits ``W shape(x) + b`` and scores them with a
 logit detector, :class:`~sklearn_ood.detectors.Energy` unless another one is
-given. The shared skeleton is :class:`_ShapedLogitDetector`; the order
+given. The shared skeleton is
+:class:`~sklearn_ood.detectors._shaped_logits.BaseShapedLogitDetector`; the order
 statistics (ReAct's percentile, the per-row ranks and sums of ASH and SCALE)
 are kernels of :mod:`sklearn_ood.utils._order_statistics`.
 
@@ -25,13 +26,12 @@ rows whose float32 logits overflow are redone in float64.
 from numbers import Real
 
 import numpy as np
-from sklearn.base import clone
-from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
+from sklearn.utils._param_validation import Interval, StrOptions
 
-from sklearn_ood.base import BaseDetector
-from sklearn_ood.detectors._head import check_head
-from sklearn_ood.detectors._logits import Energy
-from sklearn_ood.utils._chunking import row_chunks
+from sklearn_ood.detectors._shaped_logits import (
+    BaseShapedLogitDetector,
+    product_weights,
+)
 from sklearn_ood.utils._order_statistics import (
     n_kept,
     percentile_of_entries,
@@ -42,128 +42,7 @@ from sklearn_ood.utils._order_statistics import (
 __all__ = ["ASH", "DICE", "ReAct", "SCALE"]
 
 
-def _is_stateless(detector):
-    """Whether ``detector`` scores each row by a fixed formula.
-
-    The logit detectors of this package say so with ``_stateless = True``,
-    inherited. A class from outside the package that overrides ``fit`` or
-    ``_fit`` (a subclass of ``Energy`` that learns from its rows) is not
-    stateless unless it declares ``_stateless = True`` itself.
-    """
-    for cls in type(detector).__mro__:
-        if "_stateless" in vars(cls):
-            return bool(vars(cls)["_stateless"])
-        overrides_fit = "fit" in vars(cls) or "_fit" in vars(cls)
-        if overrides_fit and not cls.__module__.startswith("sklearn_ood."):
-            return False
-    return False
-
-
-def _product_weights(W, dtype):
-    """The head weights for the product with features of ``dtype``: a float32
-    copy for float32 features (a single-precision product), else ``W``."""
-    return W if dtype == np.float64 else W.astype(np.float32)
-
-
-class _ShapedLogitDetector(BaseDetector):
-    """Shape the features, compute the head's logits, score them with a detector.
-
-    Subclasses list their own hyper-parameters and implement
-    ``_fit_shaping(X, y)`` (fitted statistics, from the ID fit rows in their
-    own dtype, float32 or float64, once ``coef_`` and ``intercept_`` are set) and
-    ``_block_logits(X, out)`` (writes the float64 shaped logits ``W shape(x)
-    + b`` of a block of rows, float32 or float64, into ``out``).
-
-    ``fit`` resolves ``head`` with :func:`check_head`, fits the shaping, then
-    fits a clone of ``detector`` (``Energy()`` when None) on the shaped logits
-    of the ID fit rows, passing ``y``; the user's ``detector`` is never fitted.
-    The clone learns no threshold of its own (``contamination=None`` when it
-    is a detector of this package): ``offset_`` is the outer detector's, from
-    the shaped logits of (a sample of) the fit rows. A stateless inner
-    detector (``Energy``, ``MaxSoftmax``, ``MaxLogit``, ``Entropy``, ``GEN``)
-    learns nothing from the rows, so the clone is fitted on the logits of the
-    first row only (which validates its parameters and sets its
-    ``n_features_in_``), and ``fit`` shapes only the rows that set
-    ``offset_``. ``score_samples`` is that clone's ``score_samples`` of the
-    shaped logits. Labels are required exactly when the inner detector
-    requires them.
-    """
-
-    _family = "activation-shaping"
-
-    _parameter_constraints: dict = {
-        **BaseDetector._parameter_constraints,
-        "head": [object],  # resolved and checked by check_head in fit
-        "detector": [HasMethods(["fit", "score_samples"]), None],
-    }
-
-    @property
-    def _requires_labels(self):
-        return bool(getattr(self.detector, "_requires_labels", False))
-
-    def _fit(self, X, y):
-        if self.detector is None:
-            detector = Energy()
-        elif isinstance(self.detector, type):
-            raise ValueError(
-                f"detector must be a detector instance such as "
-                f"{self.detector.__name__}(), not the class itself."
-            )
-        else:
-            detector = clone(self.detector, safe=False)
-        if isinstance(detector, BaseDetector):
-            detector.set_params(contamination=None)  # the threshold is ours
-        self.coef_, self.intercept_ = check_head(self.head, X.shape[1])
-        self._fit_shaping(X, y)
-        if _is_stateless(detector):
-            detector.fit(self._shaped_logits(X[:1]), None if y is None else y[:1])
-        else:
-            detector.fit(self._shaped_logits(X), y)
-        self.detector_ = detector
-
-    def _fit_shaping(self, X, y):
-        """Learn the shaping statistics; nothing by default."""
-
-    def _block_logits(self, X, out):  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    def _shaped_logits(self, X):
-        """Float64 shaped logits of the rows of ``X``, a block of rows at a time."""
-        X = np.asarray(X)
-        if X.dtype != np.float32:
-            X = X.astype(np.float64, copy=False)
-        n_classes = len(self.intercept_)
-        logits = np.empty((len(X), n_classes))
-        # A block's temporaries: a shaped (or float64) copy of its features
-        # and their product with the head.
-        row_bytes = 8 * (X.shape[1] + n_classes)
-        # Overflow (inf, then inf * 0 = NaN) is refused below, not warned about.
-        with np.errstate(over="ignore", invalid="ignore"):
-            for rows in row_chunks(len(X), row_bytes):
-                self._block_logits(X[rows], logits[rows])
-            bad = np.flatnonzero(~np.all(np.isfinite(logits), axis=1))
-            if bad.size and X.dtype == np.float32:
-                # A float32 product (ASH, SCALE) overflows at 3.4e38: redo
-                # those rows in float64 before calling them overflowing.
-                for rows in row_chunks(bad.size, row_bytes):
-                    redone = np.empty((len(bad[rows]), n_classes))
-                    self._block_logits(X[bad[rows]].astype(np.float64), redone)
-                    logits[bad[rows]] = redone
-                bad = bad[~np.all(np.isfinite(logits[bad]), axis=1)]
-        if bad.size:
-            raise ValueError(
-                f"{type(self).__name__}: the shaped logits of {bad.size} "
-                "row(s) are not finite because the shaped features overflow "
-                "float64 (for ASH-S and SCALE the factor exp(s1 / s2) grows up to "
-                "exp(n_features / k): lower `percentile`)."
-            )
-        return logits
-
-    def _score(self, X):
-        return self.detector_.score_samples(self._shaped_logits(X))
-
-
-class ReAct(_ShapedLogitDetector):
+class ReAct(BaseShapedLogitDetector):
     r"""Rectified activations: clip the features, then score the logits.
 
     .. math::
@@ -258,7 +137,7 @@ class ReAct(_ShapedLogitDetector):
     """
 
     _parameter_constraints = {
-        **_ShapedLogitDetector._parameter_constraints,
+        **BaseShapedLogitDetector._parameter_constraints,
         "percentile": [Interval(Real, 0, 100, closed="both")],
         "threshold": [Interval(Real, None, None, closed="neither"), None],
     }
@@ -302,7 +181,7 @@ class ReAct(_ShapedLogitDetector):
         out += self.intercept_
 
 
-class DICE(_ShapedLogitDetector):
+class DICE(BaseShapedLogitDetector):
     r"""Directed sparsification of the head: keep its largest contributions.
 
     .. math::
@@ -401,7 +280,7 @@ class DICE(_ShapedLogitDetector):
     """
 
     _parameter_constraints = {
-        **_ShapedLogitDetector._parameter_constraints,
+        **BaseShapedLogitDetector._parameter_constraints,
         "percentile": [Interval(Real, 0, 100, closed="left")],
     }
 
@@ -423,7 +302,7 @@ class DICE(_ShapedLogitDetector):
         out += self.intercept_
 
 
-class ASH(_ShapedLogitDetector):
+class ASH(BaseShapedLogitDetector):
     r"""Extremely simple activation shaping: prune each sample, then rescale.
 
     .. math::
@@ -541,7 +420,7 @@ class ASH(_ShapedLogitDetector):
     """
 
     _parameter_constraints = {
-        **_ShapedLogitDetector._parameter_constraints,
+        **BaseShapedLogitDetector._parameter_constraints,
         "variant": [StrOptions({"s", "p", "b"})],
         "percentile": [Interval(Real, 0, 100, closed="left")],
     }
@@ -562,7 +441,7 @@ class ASH(_ShapedLogitDetector):
         shaped = np.empty_like(X, order="C")
         k = n_kept(X.shape[1], self.percentile)
         factor = shape_top_k(X, k, self.variant, shaped)
-        logits = shaped @ _product_weights(self.coef_, X.dtype).T
+        logits = shaped @ product_weights(self.coef_, X.dtype).T
         if factor is None:
             out[...] = logits
         else:  # in float64; an overflow is refused by _shaped_logits
@@ -572,7 +451,7 @@ class ASH(_ShapedLogitDetector):
         out += self.intercept_
 
 
-class SCALE(_ShapedLogitDetector):
+class SCALE(BaseShapedLogitDetector):
     r"""Scale each sample by its activation-sum ratio, without pruning it.
 
     .. math::
@@ -667,7 +546,7 @@ class SCALE(_ShapedLogitDetector):
     """
 
     _parameter_constraints = {
-        **_ShapedLogitDetector._parameter_constraints,
+        **BaseShapedLogitDetector._parameter_constraints,
         "percentile": [Interval(Real, 0, 100, closed="left")],
     }
 
@@ -681,6 +560,6 @@ class SCALE(_ShapedLogitDetector):
         ratio = top_k_ratios(X, n_kept(X.shape[1], self.percentile))
         # W (f x) = f (W x): the factor scales the logits of the raw features,
         # which need no shaped copy.
-        W = _product_weights(self.coef_, X.dtype)
+        W = product_weights(self.coef_, X.dtype)
         np.multiply(X @ W.T, np.exp(ratio)[:, np.newaxis], out=out)
         out += self.intercept_

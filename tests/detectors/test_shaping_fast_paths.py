@@ -26,7 +26,7 @@ from sklearn_ood.detectors import (
     TemperatureScaling,
     WeightedEnergy,
 )
-from sklearn_ood.detectors._shaping import _is_stateless
+from sklearn_ood.detectors._shaped_logits import _is_stateless
 from sklearn_ood.utils import _chunking
 from sklearn_ood.utils import _order_statistics as _order_statistics_module
 from sklearn_ood.utils._order_statistics import (
