@@ -21,7 +21,51 @@ Two measurements, all offline:
    * ``UMAP``: :func:`~sklearn_ood.torch.add_learnable_masks` on the base
      model (keep 0.8, weights frozen), its scores trained with the UM loss
      (SGD lr 0.1, weight decay 1e-4 on the scores, as the UM repository),
-     then :func:`~sklearn_ood.torch.apply_masks`.
+     then :func:`~sklearn_ood.torch.apply_masks`;
+   * ``POEM`` / ``POEM+UM``: the ``Energy`` / ``UM+Energy`` losses with
+     ``outlier_mining="poem"`` (Thompson sampling on the penultimate
+     features, the reference's settings), each epoch mining half the
+     auxiliary pool (``n_selected`` = the number of ID training rows, each
+     mined outlier then seen twice per epoch at 1:2);
+   * ``DOE`` / ``DOE+UM``: ``OutlierExposureLoss(alpha=1.0)`` (DOE's
+     weight) / the ``UM+OE`` flood with ``alpha=1.0``, with
+     ``weight_perturbation="doe"`` (the reference's gamma, smoothing and
+     clipping), the first half of the epochs plain (the reference's
+     warm-up: 5 of 10);
+   * ``Objectosphere``: :class:`~sklearn_ood.torch.ObjectosphereLoss` on
+     :class:`~sklearn_ood.torch.WithFeatures` (penultimate features), xi =
+     the base model's mean ID feature norm, alpha = 1 / xi^2 (the feature
+     terms of order 1); ``Confidence``:
+     :class:`~sklearn_ood.torch.ConfidenceLoss` on a new confidence branch
+     (:class:`~sklearn_ood.torch.WithConfidence`), alpha 1, no outliers
+     (scored here by the logits, not by the confidence); ``Background``:
+     :class:`~sklearn_ood.torch.BackgroundClassLoss`, the base model's last
+     layer grown by a zero-initialised background output (scored by the ID
+     logits); ``EnergyMargin``: :class:`~sklearn_ood.torch.EnergyMarginLoss`
+     (SCONE's defaults, L0 = the base model's mean training cross-entropy,
+     multipliers updated after every epoch); ``VOS``:
+     :class:`~sklearn_ood.torch.VOSRegLoss` on ``WithFeatures``, alpha 0.1,
+     the auxiliary outliers plus virtual outliers (queues of 50 features per
+     class, 1 of 1000 draws kept per class and step).
+   * Centre losses on the logits (the embedding, one dimension per class),
+     each also scored by its paired detector (a third table, "paired"):
+     ``Center``: :class:`~sklearn_ood.torch.CenterLoss`, centres started at
+     the base model's class-mean training logits, scored by
+     :class:`~sklearn_ood.detectors.CenterDistance` on the learned
+     centres; ``CAC``: :class:`~sklearn_ood.torch.CACLoss` (magnitude 10,
+     weight 0.1), scored by :class:`~sklearn_ood.detectors.CACScore` on
+     the class-mean training outputs (the authors' evaluation); ``II``:
+     :class:`~sklearn_ood.torch.IILoss`, scored by ``CenterDistance`` on
+     the class-mean training outputs; ``MCHAD``:
+     :class:`~sklearn_ood.torch.MCHADLoss` with the auxiliary outliers,
+     centres started as for ``Center``, margin = twice the base model's
+     root-mean-square distance of the training logits to their class
+     mean, scored by ``CenterDistance`` on the learned centres;
+     ``DeepSVDD`` / ``DeepSAD``: :class:`~sklearn_ood.torch.DeepSVDDLoss`
+     / :class:`~sklearn_ood.torch.DeepSADLoss` (with the auxiliary
+     outliers), centre = the base model's mean training logit, scored by
+     ``CenterDistance`` on that centre (one-class losses: the logits
+     stop being a classifier's, so their ID accuracy falls).
 
    Every fine-tuning uses ``finetune_preset("energy_oe")`` (SGD, momentum
    0.9, Nesterov, weight decay 5e-4, per-step cosine, outliers at 1:2)
@@ -47,7 +91,8 @@ Data
 per seed), near OOD = digits 5-9, far OOD = inverted digits 5-9
 (``1 - x``). ``fashion`` (``--dataset fashion``; Fashion-MNIST from the
 Debian package ``dataset-fashion-mnist``, idx files under
-``/usr/share/datasets/fashion-mnist/``, 1 x 28 x 28): ID = classes 0-4
+``/usr/share/datasets/fashion-mnist/``, read by
+:func:`~sklearn_ood.datasets.load_fashion_mnist`, 1 x 28 x 28): ID = classes 0-4
 (T-shirt, trouser, pullover, dress, coat), near OOD = classes 5-9 (sandal,
 shirt, sneaker, bag, ankle boot) of the test set, far OOD = scikit-learn's
 digits upscaled to 28 x 28; the training rows are subsampled (``CONFIGS``).
@@ -77,7 +122,6 @@ _bench_env.configure(sys.argv)
 
 import argparse  # noqa: E402
 import copy  # noqa: E402
-import gzip  # noqa: E402
 import platform  # noqa: E402
 import time  # noqa: E402
 import warnings  # noqa: E402
@@ -85,19 +129,39 @@ import warnings  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from sklearn.datasets import load_digits  # noqa: E402
-from skorch.callbacks import LRScheduler  # noqa: E402
+from skorch.callbacks import Callback, LRScheduler  # noqa: E402
 
-from sklearn_ood.detectors import Energy, MaxSoftmax  # noqa: E402
+from sklearn_ood.datasets import load_fashion_mnist  # noqa: E402
+from sklearn_ood.detectors import (  # noqa: E402
+    CACScore,
+    CenterDistance,
+    Energy,
+    MaxSoftmax,
+)
 from sklearn_ood.metrics import auroc, fpr_at_tpr  # noqa: E402
 from sklearn_ood.torch import (  # noqa: E402
+    BackgroundClassLoss,
+    CACLoss,
+    CenterLoss,
+    ConfidenceLoss,
+    DeepSADLoss,
+    DeepSVDDLoss,
     DigitsCNN,
+    EnergyMarginLoss,
     EnergyRegularizedLoss,
     FashionCNN,
     IDCrossEntropyLoss,
+    IILoss,
+    MCHADLoss,
+    ObjectosphereLoss,
     OODNeuralNetClassifier,
     OutlierExposureLoss,
     TorchFeatureTransformer,
     UnleashingMaskLoss,
+    VOSRegLoss,
+    WithBackgroundClass,
+    WithConfidence,
+    WithFeatures,
     add_learnable_masks,
     apply_masks,
     energy_margins,
@@ -106,7 +170,30 @@ from sklearn_ood.torch import (  # noqa: E402
 )
 
 FASHION_DIR = "/usr/share/datasets/fashion-mnist"
-METHODS = ("CE (base)", "Energy", "OE", "UM", "UM+OE", "UM+Energy", "UMAP")
+METHODS = (
+    "CE (base)",
+    "Energy",
+    "OE",
+    "UM",
+    "UM+OE",
+    "UM+Energy",
+    "UMAP",
+    "POEM",
+    "POEM+UM",
+    "DOE",
+    "DOE+UM",
+    "Objectosphere",
+    "Confidence",
+    "Background",
+    "EnergyMargin",
+    "VOS",
+    "Center",
+    "CAC",
+    "II",
+    "MCHAD",
+    "DeepSVDD",
+    "DeepSAD",
+)
 SCORES = (("energy", Energy), ("msp", MaxSoftmax))
 
 # Per dataset: model, base training, fine-tuning schedule, subsampling.
@@ -138,51 +225,18 @@ QUICK = {
 
 
 # --------------------------------------------------------------------- data
-def read_idx(path):
-    """Read an idx file (``.gz`` or not) as a NumPy array of its dtype."""
-    opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rb") as f:
-        data = f.read()
-    if len(data) < 4 or data[0] != 0 or data[1] != 0:
-        raise ValueError(f"{path} is not an idx file (bad magic number).")
-    dtypes = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4"}
-    if data[2] not in dtypes:
-        raise ValueError(f"{path}: unknown idx data type 0x{data[2]:02x}.")
-    ndim = data[3]
-    shape = tuple(
-        int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)
-    )
-    array = np.frombuffer(data, dtype=dtypes[data[2]], offset=4 + 4 * ndim)
-    if array.size != int(np.prod(shape)):
-        raise ValueError(f"{path}: {array.size} values for the shape {shape}.")
-    return array.reshape(shape).astype(array.dtype.newbyteorder("="))
-
-
-def _find_idx(directory, stem):
-    for name in (stem, stem + ".gz"):
-        path = os.path.join(directory, name)
-        if os.path.exists(path):
-            return path
-    return None
-
-
 def load_fashion(directory=FASHION_DIR):
     """Fashion-MNIST as float32 ``(N, 1, 28, 28)`` in [0, 1], or None if absent."""
-    stems = {
-        "X_train": "train-images-idx3-ubyte",
-        "y_train": "train-labels-idx1-ubyte",
-        "X_test": "t10k-images-idx3-ubyte",
-        "y_test": "t10k-labels-idx1-ubyte",
-    }
-    paths = {key: _find_idx(directory, stem) for key, stem in stems.items()}
-    if any(path is None for path in paths.values()):
+    try:
+        full = load_fashion_mnist(directory)
+    except FileNotFoundError:
         return None
-    out = {key: read_idx(path) for key, path in paths.items()}
-    for key in ("X_train", "X_test"):
-        out[key] = (out[key].astype(np.float32) / 255.0)[:, None]
-    for key in ("y_train", "y_test"):
-        out[key] = out[key].astype(np.int64)
-    return out
+    return {
+        "X_train": (full.data.astype(np.float32) / 255.0)[:, None],
+        "y_train": full.target.astype(np.int64),
+        "X_test": (full.data_test.astype(np.float32) / 255.0)[:, None],
+        "y_test": full.target_test.astype(np.int64),
+    }
 
 
 def _digits():
@@ -297,6 +351,143 @@ def _net(module, criterion, schedule, seed, **params):
     )
 
 
+class _UpdateMultipliers(Callback):
+    """EnergyMarginLoss: the augmented-Lagrangian update after every epoch."""
+
+    def on_epoch_end(self, net, **kwargs):
+        net.criterion_.update_hyperparameters()
+
+
+class _DropBackground(torch.nn.Module):
+    """The ID logits of a model with a background output (its last)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        return self.model(x)[:, :-1]
+
+
+def _with_background_output(module):
+    """A copy of ``module`` whose ``fc`` has one more, zero-initialised output."""
+    module = copy.deepcopy(module)
+    fc = module.fc
+    grown = torch.nn.Linear(fc.in_features, fc.out_features + 1)
+    with torch.no_grad():
+        grown.weight.zero_()
+        grown.bias.zero_()
+        grown.weight[:-1] = fc.weight
+        grown.bias[:-1] = fc.bias
+    module.fc = grown
+    return module
+
+
+def _openset_runs(base_module, X, y):
+    """Issue 11's open-set losses: (module to fit, criterion, params, aux?, unwrap)."""
+    logits = logits_of(base_module, X)
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    log_proba = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    full_ce = float(-log_proba[np.arange(len(y)), y].mean())
+    features = TorchFeatureTransformer(
+        base_module, layer="penultimate", device="cpu"
+    ).fit_transform(X)
+    xi = float(np.linalg.norm(features, axis=1).mean())
+    callbacks = [*finetune_preset("energy_oe")["callbacks"]]
+    callbacks.append(("multipliers", _UpdateMultipliers()))
+    n_classes = int(logits.shape[1])
+    with_features = WithFeatures(base_module)
+    return {
+        "Objectosphere": (
+            with_features,
+            ObjectosphereLoss,
+            {"criterion__alpha": 1.0 / xi**2, "criterion__xi": xi},
+            True,
+            lambda m: m.model,
+        ),
+        "Confidence": (
+            WithConfidence(base_module),
+            ConfidenceLoss,
+            {},
+            False,
+            lambda m: m.model,
+        ),
+        "Background": (
+            WithBackgroundClass(_with_background_output(base_module)),
+            BackgroundClassLoss,
+            {},
+            True,
+            lambda m: _DropBackground(m.model),
+        ),
+        "EnergyMargin": (
+            base_module,
+            EnergyMarginLoss,
+            {"criterion__full_train_loss": full_ce, "callbacks": callbacks},
+            True,
+            lambda m: m,
+        ),
+        "VOS": (
+            with_features,
+            VOSRegLoss,
+            {
+                "criterion__n_classes": n_classes,
+                "criterion__sample_number": 50,
+                "criterion__sample_from": 1000,
+            },
+            True,
+            lambda m: m.model,
+        ),
+    }
+
+
+def _center_runs(base_module, X, y):
+    """Issue 11's centre losses: (criterion, params, aux?, paired detector of
+    the fitted net); the centres start from the base model's logits."""
+    logits = logits_of(base_module, X).astype(np.float64)
+    n_classes = int(logits.shape[1])
+    means = np.array([logits[y == c].mean(axis=0) for c in range(n_classes)])
+    rms = float(np.sqrt(((logits - means[y]) ** 2).sum(axis=1).mean()))
+    center = logits.mean(axis=0)
+    dims = {"criterion__n_classes": n_classes, "criterion__n_dim": n_classes}
+
+    def learned(net):
+        return CenterDistance(net.criterion_.centers.detach().cpu().numpy().copy())
+
+    return {
+        "Center": (
+            CenterLoss,
+            {**dims, "criterion__initial_centers": means},
+            False,
+            learned,
+        ),
+        "CAC": (
+            CACLoss,
+            {"criterion__n_classes": n_classes},
+            False,
+            lambda net: CACScore("class_means"),
+        ),
+        "II": (IILoss, dims, False, lambda net: CenterDistance("class_means")),
+        "MCHAD": (
+            MCHADLoss,
+            {**dims, "criterion__initial_centers": means, "criterion__margin": 2 * rms},
+            True,
+            learned,
+        ),
+        "DeepSVDD": (
+            DeepSVDDLoss,
+            {"criterion__n_dim": n_classes, "criterion__initial_center": center},
+            False,
+            learned,
+        ),
+        "DeepSAD": (
+            DeepSADLoss,
+            {"criterion__n_dim": n_classes, "criterion__initial_center": center},
+            True,
+            learned,
+        ),
+    }
+
+
 def train_all(data, cfg, seed):
     """The base model and its fine-tuned copies, as plain eval-mode modules."""
     torch.manual_seed(seed)
@@ -347,11 +538,54 @@ def train_all(data, cfg, seed):
             True,
         ),
     }
+    # POEM: the energy loss on outliers mined each epoch (half the pool);
+    # DOE: OE (weight 1, as DOE) under weight perturbation, half the epochs
+    # of plain OE first (the reference: 5 of 10).
+    poem = {"outlier_mining": "poem", "outlier_mining__n_selected": len(aux) // 2}
+    doe = {
+        "weight_perturbation": "doe",
+        "weight_perturbation__warmup": ft["max_epochs"] // 2,
+    }
+    um_level = {"criterion__level": level}
+    runs["POEM"] = (EnergyRegularizedLoss, {**energy, **poem}, True)
+    runs["POEM+UM"] = (
+        UnleashingMaskLoss,
+        {**um_level, "criterion__outlier_loss": "energy", **energy, **poem},
+        True,
+    )
+    runs["DOE"] = (OutlierExposureLoss, {"criterion__alpha": 1.0, **doe}, True)
+    runs["DOE+UM"] = (
+        UnleashingMaskLoss,
+        {
+            **um_level,
+            "criterion__outlier_loss": "oe",
+            "criterion__alpha": 1.0,
+            **doe,
+        },
+        True,
+    )
     modules = {"CE (base)": base_module}
     for name, (criterion, params, with_aux) in runs.items():
         net = _net(base_module, criterion, ft, seed, **params)
         net.fit(X, y, outliers=aux if with_aux else None)
         modules[name] = net.module_.eval()
+
+    # Issue 11's open-set losses: wrapped models, evaluated on their logits.
+    openset = _openset_runs(base_module, X, y)
+    for name, (module, criterion, params, with_aux, unwrap) in openset.items():
+        net = _net(module, criterion, ft, seed, **params)
+        net.fit(X, y, outliers=aux if with_aux else None)
+        modules[name] = unwrap(net.module_).eval()
+
+    # Issue 11's centre losses, each with its paired detector (unfitted).
+    paired = {}
+    for name, (criterion, params, with_aux, detector) in _center_runs(
+        base_module, X, y
+    ).items():
+        net = _net(base_module, criterion, ft, seed, **params)
+        net.fit(X, y, outliers=aux if with_aux else None)
+        modules[name] = net.module_.eval()
+        paired[name] = detector(net)
 
     masked = add_learnable_masks(base_module, keep=0.8, random_state=seed)
     net = _net(
@@ -364,7 +598,12 @@ def train_all(data, cfg, seed):
         optimizer__nesterov=False,
     ).fit(X, y)
     modules["UMAP"] = apply_masks(net.module_).eval()
-    return modules, {"margin_in": m_in, "margin_out": m_out, "level": level}
+    return modules, {
+        "margin_in": m_in,
+        "margin_out": m_out,
+        "level": level,
+        "paired": paired,
+    }
 
 
 def evaluate(module, data):
@@ -383,6 +622,52 @@ def evaluate(module, data):
             out[(score_name, split, "auroc")] = 100.0 * auroc(y_true, scores)
             out[(score_name, split, "fpr95")] = 100.0 * fpr_at_tpr(y_true, scores)
     return out
+
+
+def evaluate_paired(module, detector, data):
+    """AUROC and FPR95 (in %) of a centre loss's paired detector on the logits,
+    fitted on the ID training logits and labels."""
+    det = detector.fit(logits_of(module, data["X_train"]), data["y_train"])
+    s_id = det.score_samples(logits_of(module, data["X_test"]))
+    out = {"paired_name": type(det).__name__}
+    for split in ("near", "far"):
+        s_ood = det.score_samples(logits_of(module, data[split]))
+        y_true = np.r_[np.zeros(len(s_id), int), -np.ones(len(s_ood), int)]
+        scores = np.r_[s_id, s_ood]
+        out[("paired", split, "auroc")] = 100.0 * auroc(y_true, scores)
+        out[("paired", split, "fpr95")] = 100.0 * fpr_at_tpr(y_true, scores)
+    return out
+
+
+def print_paired_table(results, n_seeds):
+    """The centre losses scored by their paired detectors."""
+    header = [
+        "method",
+        "detector",
+        "near AUROC",
+        "near FPR95",
+        "far AUROC",
+        "far FPR95",
+    ]
+    rows = []
+    for method in METHODS:
+        res = results[method]
+        if not res or "paired_name" not in res[0]:
+            continue
+        row = [method, res[0]["paired_name"]]
+        for split in ("near", "far"):
+            for metric in ("auroc", "fpr95"):
+                row.append(_fmt([r[("paired", split, metric)] for r in res]))
+        rows.append(row)
+    if not rows:
+        return
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(6)]
+    print(f"\nPaired detectors of the centre losses (%, over {n_seeds} seed(s))")
+    line = "  ".join(h.ljust(w) for h, w in zip(header, widths))
+    print(line)
+    print("-" * len(line))
+    for row in rows:
+        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths)))
 
 
 # ----------------------------------------------------------------- overhead
@@ -600,6 +885,10 @@ def main(argv=None):
         modules, extra = train_all(data, cfg, seed)
         for method in METHODS:
             results[method].append(evaluate(modules[method], data))
+            if method in extra["paired"]:
+                results[method][-1].update(
+                    evaluate_paired(modules[method], extra["paired"][method], data)
+                )
         info.append(extra)
         print(
             f"seed {seed}: {time.perf_counter() - t0:.1f} s, margins "
@@ -630,6 +919,7 @@ def main(argv=None):
         + ", ".join(f"{e['level']:.4f}" for e in info)
     )
     print_tables(results, n_seeds)
+    print_paired_table(results, n_seeds)
     lines, summary = verdict(results)
     print("\nDid the fine-tunings lower FPR95 at similar ID accuracy (vs CE base)?")
     for line in [*lines, *summary]:

@@ -6,6 +6,19 @@ import pkgutil
 
 __all__ = ["all_detectors"]
 
+# The families a detector's ``_family`` names, in the order the documentation
+# and ``sklearn-ood list`` show them (one documentation page each).
+FAMILIES = (
+    "logits",
+    "fitted-logits",
+    "gaussian",
+    "neighbors",
+    "head-aware",
+    "activation-shaping",
+    "learned-centers",
+    "model",
+)
+
 # Subpackages scanned for detectors; ``torch`` is scanned only when torch imports.
 _NUMPY_PACKAGES = ("sklearn_ood.detectors",)
 _TORCH_PACKAGE = "sklearn_ood.torch"

@@ -92,9 +92,10 @@ class BaseDetector(OutlierMixin, BaseEstimator):
       (one layer, the penultimate by default), ``"layers"`` (several layers
       side by side) or ``"inputs"`` (raw inputs through a torch model).
     * ``_family``: the family the documentation and ``sklearn-ood
-      benchmark --detectors`` group it under (``"logits"``,
-      ``"fitted-logits"``, ``"gaussian"``, ``"neighbors"``, ``"head-aware"``,
-      ``"activation-shaping"``, ``"model"``).
+      benchmark --detectors`` group it under, one of
+      ``sklearn_ood._registry.FAMILIES`` (``"logits"``, ``"fitted-logits"``,
+      ``"gaussian"``, ``"neighbors"``, ``"head-aware"``,
+      ``"activation-shaping"``, ``"learned-centers"``, ``"model"``).
 
     Examples
     --------

@@ -122,6 +122,29 @@ if torch is not None:
             module.training = training
         return model
 
+    class MapNet(TabularNet):
+        """TabularNet whose hidden features pass through a 2 x (n_hidden / 2)
+        map (``maps``), for the detectors that need feature maps (RankFeat)."""
+
+        def __init__(self, **config):
+            super().__init__(**config)
+            self.maps = nn.Unflatten(1, (2, self._config["n_hidden"] // 2))
+
+        def forward(self, x):
+            x = x.to(self.head.weight.dtype)
+            maps = self.maps(self.hidden(self.stats(x)))
+            return self.head(self.dropout(maps.flatten(1)))
+
+        def __reduce__(self):
+            return (_rebuild_map_net, TabularNet.__reduce__(self)[1])
+
+    def _rebuild_map_net(config, weights, flags):
+        model = MapNet(**config)
+        model.load_state_dict({k: torch.from_numpy(v) for k, v in weights.items()})
+        for module, training in zip(model.modules(), flags):
+            module.training = training
+        return model
+
     _TABULAR_NET = TabularNet()
     TORCH_DETECTOR_KWARGS = {
         "ODIN": {"model": _TABULAR_NET, "device": "cpu"},
@@ -134,4 +157,12 @@ if torch is not None:
         },
         "GradNorm": {"model": _TABULAR_NET, "device": "cpu"},
         "Gram": {"model": _TABULAR_NET, "layers": ["hidden"], "device": "cpu"},
+        "NAC": {
+            "model": _TABULAR_NET,
+            "layers": ["hidden"],
+            "min_count": 5,
+            "device": "cpu",
+        },
+        "RankFeat": {"model": MapNet(), "layers": ["maps"], "device": "cpu"},
+        "GradUncertainty": {"model": _TABULAR_NET, "device": "cpu"},
     }

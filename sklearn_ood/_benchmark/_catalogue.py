@@ -21,16 +21,7 @@ threshold-free, and a threshold would cost a second pass over the fit data
 import inspect
 
 from sklearn_ood._benchmark._common import UsageError
-
-FAMILIES = (
-    "logits",
-    "fitted-logits",
-    "gaussian",
-    "neighbors",
-    "head-aware",
-    "activation-shaping",
-    "model",
-)
+from sklearn_ood._registry import FAMILIES
 
 # Defaults that are heavy on 2 CPU cores, lowered for the benchmark (the
 # only per-class settings of the command): MCDropout's 30 stochastic passes

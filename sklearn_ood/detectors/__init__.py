@@ -1,5 +1,7 @@
 """NumPy-only OOD detectors, grouped by what they consume."""
 
+from sklearn_ood.detectors._background_class import BackgroundClass
+from sklearn_ood.detectors._centers import CACScore, CenterDistance, check_centers
 from sklearn_ood.detectors._fitted_logits import KLMatching, TemperatureScaling
 from sklearn_ood.detectors._head import check_head
 from sklearn_ood.detectors._head_aware import NCI, SHE, fDBD
@@ -24,6 +26,10 @@ from sklearn_ood.detectors._vim import ViM
 
 __all__ = [
     "ASH",
+    "BackgroundClass",
+    "CACScore",
+    "CenterDistance",
+    "check_centers",
     "check_head",
     "DICE",
     "Energy",

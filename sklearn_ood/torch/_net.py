@@ -16,6 +16,11 @@ import numpy as np
 import torch
 from sklearn.metrics import accuracy_score
 from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import (
+    Interval,
+    InvalidParameterError,
+    validate_parameter_constraints,
+)
 from skorch import NeuralNetClassifier
 from skorch.callbacks import (
     EpochScoring,
@@ -23,19 +28,22 @@ from skorch.callbacks import (
     PassthroughScoring,
     PrintLog,
 )
-from skorch.dataset import ValidSplit, get_len
+from skorch.dataset import ValidSplit, get_len, unpack_data
 from skorch.utils import is_dataset, to_numpy, to_tensor
 from torch import nn
 from torch.utils.data import DataLoader, Subset
 
 from sklearn_ood.detectors._softmax import logsumexp64, max_softmax64
 from sklearn_ood.torch._inputs import _check_labels
+from sklearn_ood.torch._layers import _resolve_layers
 from sklearn_ood.torch._losses import IDCrossEntropyLoss, UnleashingMaskLoss
 from sklearn_ood.torch._outlier_batches import (
     _OutlierMixer,
     _OutlierPool,
+    _ThompsonMiner,
     _WithOutliers,
 )
+from sklearn_ood.torch._utils import _eval_mode
 
 __all__ = ["OODNeuralNetClassifier"]
 
@@ -43,12 +51,48 @@ _OOD_SCORES = ("energy", "msp")
 # skorch's classifier default, as a module-level singleton (stateless)
 _DEFAULT_SPLIT = ValidSplit(5, stratified=True)
 
+# POEM's outlier mining and DOE's weight perturbation: the options' parameters
+# (set as outlier_mining__* / weight_perturbation__*), defaults and constraints.
+_POEM_DEFAULTS = {
+    "n_selected": None,
+    "prior_variance": 20.0,
+    "noise_variance": 0.5,
+    "target_value": 3.9,
+    "buffer_size": 4,
+    "layer": "penultimate",
+}
+_POEM_CONSTRAINTS = {
+    "n_selected": [Interval(Integral, 1, None, closed="left"), None],
+    "prior_variance": [Interval(Real, 0, None, closed="neither")],
+    "noise_variance": [Interval(Real, 0, None, closed="neither")],
+    "target_value": [Interval(Real, 0, None, closed="neither")],
+    "buffer_size": [Interval(Integral, 1, None, closed="left")],
+    "layer": [str],
+}
+_DOE_DEFAULTS = {
+    "gamma": (1e-1, 1e-2, 1e-3, 1e-4),
+    "warmup": 5,
+    "smoothing": 0.6,
+    "max_grad_norm": 1.0,
+}
+_DOE_CONSTRAINTS = {
+    "gamma": [Interval(Real, 0, None, closed="neither"), tuple, list],
+    "warmup": [Interval(Integral, 0, None, closed="left")],
+    "smoothing": [Interval(Real, 0, 1, closed="both")],
+    "max_grad_norm": [Interval(Real, 0, None, closed="neither"), None],
+}
+_OPTIONS = {
+    "outlier_mining": ("poem", _POEM_DEFAULTS, _POEM_CONSTRAINTS),
+    "weight_perturbation": ("doe", _DOE_DEFAULTS, _DOE_CONSTRAINTS),
+}
+
 
 class OODNeuralNetClassifier(NeuralNetClassifier):
-    """Skorch classifier trained with auxiliary outliers and an OOD loss.
+    r"""Skorch classifier trained with auxiliary outliers and an OOD loss.
 
     A :class:`skorch.NeuralNetClassifier` for OOD training and fine-tuning
-    (energy regularisation, outlier exposure, Unleashing Mask). Auxiliary
+    (energy regularisation, outlier exposure, Unleashing Mask, and, as
+    options, POEM's outlier mining and DOE's weight perturbation). Auxiliary
     outliers are given either as rows of ``X`` with a negative label
     (``y = -1``) or as a separate set, ``fit(X, y, outliers=X_aux)``, and
     are mixed into every training batch at a fixed ratio: each batch holds
@@ -120,6 +164,36 @@ class OODNeuralNetClassifier(NeuralNetClassifier):
         energy of the logits, ``logsumexp_c f_c(x)`` (Liu et al., 2020),
         ``"msp"`` the maximum softmax probability (Hendrycks and Gimpel,
         2017). Both are higher for more in-distribution inputs.
+    outlier_mining : {None, "poem"}, default=None
+        ``"poem"`` draws each epoch's outliers from the part of the pool
+        closest to the ID / outlier boundary of a Bayesian linear model on
+        the features, by Thompson sampling (POEM [4]_, see Notes); pair it
+        with :class:`~sklearn_ood.torch.EnergyRegularizedLoss` (POEM's loss)
+        or ``UnleashingMaskLoss(outlier_loss="energy")``. Its parameters are
+        set as ``outlier_mining__<name>``, defaults in brackets:
+        ``n_selected`` (None: ``round(outlier_ratio * n_id)``, the outliers
+        one epoch uses) rows kept per epoch; ``prior_variance``
+        :math:`\sigma^2` (20.0); ``noise_variance`` :math:`\sigma_n^2`
+        (0.5); ``target_value`` :math:`c` (3.9), the regression target,
+        :math:`-c` for ID rows and :math:`+c` for outliers;
+        ``buffer_size`` :math:`B` (4), the epochs of outliers the posterior
+        is fitted on; ``layer`` (``"penultimate"``), the features :math:`z`,
+        any layer name of :class:`~sklearn_ood.torch.TorchFeatureTransformer`.
+        The pool should be larger than ``n_selected`` (the reference mines
+        50,000 of 400,000 images); with a pool no larger, nothing is mined.
+    weight_perturbation : {None, "doe"}, default=None
+        ``"doe"`` trains on the outliers under a worst-case perturbation of
+        the weights (DOE [5]_, see Notes); pair it with
+        ``OutlierExposureLoss(alpha=1.0)`` (DOE's weight) or
+        ``UnleashingMaskLoss(outlier_loss="oe", alpha=1.0)``. Its
+        parameters, ``weight_perturbation__<name>``: ``gamma`` (``(0.1,
+        0.01, 0.001, 0.0001)``), the perturbation size :math:`\gamma`, a
+        number or a sequence drawn from uniformly at each batch;
+        ``warmup`` (5), the epochs of plain training with the criterion
+        first (counted in ``history_``, so ``partial_fit`` continues the
+        count); ``smoothing`` :math:`\rho` (0.6), the weight of the previous
+        direction in the moving average of directions; ``max_grad_norm``
+        (1.0), the gradient-norm clipping of every step (None: none).
     random_state : int, RandomState instance or None, default=None
         Seeds torch's global random generator inside ``fit`` (module
         initialisation when ``module`` is a class, dropout, shuffling and
@@ -174,6 +248,72 @@ class OODNeuralNetClassifier(NeuralNetClassifier):
             **finetune_preset("energy_oe"),
         ).fit(X_train, y_train, outliers=X_aux)
 
+    **POEM** (``outlier_mining="poem"``; Ming, Fan & Li, 2022). At the
+    start of each epoch a Bayesian linear regression :math:`t = \beta^T
+    z(x) + \varepsilon`, prior :math:`\beta \sim N(0, \sigma^2 I)`,
+    noise :math:`\varepsilon \sim N(0, \sigma_n^2)`, is fitted on the
+    features of the ID training rows (target :math:`-c + \eta`) and of the
+    outliers used in the last :math:`B` epochs (:math:`+c + \eta`; one
+    draw :math:`\eta \sim N(0, \sigma_n^2)` per fit, as in the
+    reference); the ID rows count once per buffered epoch, as the
+    reference repeats them. With :math:`A = Z^T Z / \sigma_n^2 + I /
+    \sigma^2`, the posterior is
+
+    .. math::
+
+        \beta \mid Z, t \sim N\big(A^{-1} Z^T t / \sigma_n^2,\;
+            \sigma^2 A^{-1}\big),
+
+    where :math:`\sigma^2 A^{-1}` is the reference code's covariance (the
+    textbook posterior covariance is :math:`A^{-1}`, narrower by a factor
+    :math:`\sigma^2 = 20`). One :math:`\beta_s` is drawn (Thompson
+    sampling; the first epoch draws from the prior, with a mean of
+    :math:`N(0, 0.01^2)` entries as in the reference), and the epoch's
+    outliers are the ``n_selected`` pool rows of smallest :math:`|\beta_s^T
+    z(x)|`, the closest to the decision boundary. Features are computed by
+    the current model in eval mode, in float64 for the regression. The
+    Bayesian model starts from its prior at each call of ``fit`` or
+    ``partial_fit`` (the outliers may change between calls). Unlike the
+    reference, which scans 200 fresh batches of a stream each epoch, the
+    whole pool is scored every epoch.
+
+    **DOE** (``weight_perturbation="doe"``; Wang et al., 2023). DOE
+    replaces OE's outlier term by its value under a worst-case perturbation
+    :math:`P` of the weights, an implicit transformation of the outliers:
+    :math:`\min_\theta \mathcal{L}_\text{in}(\theta) +
+    \mathcal{L}_\text{out}(\theta + P)`. During the first ``warmup``
+    epochs each batch takes one plain step on the criterion (the
+    reference's :math:`\operatorname{CE} + 1 \cdot \operatorname{OE}`
+    with ``alpha=1.0``). Afterwards each batch, as in the authors' code:
+
+    1. draws :math:`\gamma` from ``gamma``; computes on the outlier rows
+       :math:`R = g^2`, :math:`g = \operatorname{mean}_j \big(\bar f_j -
+       \sum_c \operatorname{softmax}_c(f_j) f_{jc}\big)`, the derivative
+       at :math:`s = 1` of the negated OE loss of the logits scaled by
+       :math:`s` (dropout off, batch-norm statistics untouched); the new
+       direction of each weight tensor :math:`W` (linear and convolution
+       weights; biases and norm layers are not perturbed) is
+       :math:`D = -\nabla_W R \, \lVert W \rVert / (\lVert \nabla_W R
+       \rVert + 10^{-20})` (one step of learning rate 1, rescaled to the
+       weight's norm), averaged with the previous one,
+       :math:`P \leftarrow \rho P + (1 - \rho) D` (the first direction
+       is taken as it is);
+    2. adds :math:`\gamma P` to the weights, takes an optimizer step on
+       the criterion of the outlier rows alone (the OE term) and subtracts
+       :math:`\gamma P` again;
+    3. takes an optimizer step on the criterion of the ID rows alone (the
+       cross-entropy, flooded with
+       :class:`~sklearn_ood.torch.UnleashingMaskLoss`).
+
+    Each forward pass holds the whole batch (batch-norm statistics over ID
+    and outlier rows); every step's gradient norm is clipped at
+    ``max_grad_norm``, warm-up included. ``train_loss`` records the sum of
+    the two terms. The learning-rate scheduler steps once per batch, as in
+    the reference. Differences from the authors' code: the direction is
+    computed on the net's module itself rather than on a dropout-free copy
+    (same value), and the direction's average restarts at each call of
+    ``fit`` or ``partial_fit``. pytorch-ood 0.4.0 has neither POEM nor DOE.
+
     References
     ----------
     .. [1] D. Hendrycks, M. Mazeika and T. Dietterich, "Deep Anomaly
@@ -182,6 +322,11 @@ class OODNeuralNetClassifier(NeuralNetClassifier):
        Out-of-distribution Detection", NeurIPS 2020.
     .. [3] J. Zhu et al., "Unleashing Mask: Explore the Intrinsic
        Out-of-Distribution Detection Capability", ICML 2023.
+    .. [4] Y. Ming, Y. Fan and Y. Li, "POEM: Out-of-Distribution Detection
+       with Posterior Sampling", ICML 2022.
+    .. [5] Q. Wang, J. Ye, F. Liu, Q. Dai, M. Kalander, T. Liu, J. Hao and
+       B. Han, "Out-of-distribution Detection with Implicit Outlier
+       Transformation", ICLR 2023.
 
     Examples
     --------
@@ -212,6 +357,8 @@ class OODNeuralNetClassifier(NeuralNetClassifier):
         classes=None,
         outlier_ratio=2.0,
         ood_score="energy",
+        outlier_mining=None,
+        weight_perturbation=None,
         random_state=None,
         **kwargs,
     ):
@@ -224,7 +371,12 @@ class OODNeuralNetClassifier(NeuralNetClassifier):
         )
         self.outlier_ratio = outlier_ratio
         self.ood_score = ood_score
+        self.outlier_mining = outlier_mining
+        self.weight_perturbation = weight_perturbation
         self.random_state = random_state
+
+    # outlier_mining__* and weight_perturbation__* are routed by prefix.
+    prefixes_ = [*NeuralNetClassifier.prefixes_, *_OPTIONS]
 
     @property
     def _default_callbacks(self):
@@ -333,10 +485,11 @@ class OODNeuralNetClassifier(NeuralNetClassifier):
                         f"{tuple(outliers.shape[1:])} and {tuple(X.shape[1:])}."
                     )
         self._fit_outliers_ = outliers
+        self._perturbation = None
         try:
             return super().partial_fit(X, y, classes=classes, **fit_params)
         finally:
-            del self._fit_outliers_
+            del self._fit_outliers_, self._perturbation
 
     def _seeded(self):
         """Context: torch's RNG seeded from ``random_state``, restored after."""
@@ -385,6 +538,8 @@ class OODNeuralNetClassifier(NeuralNetClassifier):
             raise ValueError(
                 f"ood_score must be one of {_OOD_SCORES}; got {self.ood_score!r}."
             )
+        for option in _OPTIONS:
+            self._option_params(option)
         y = _check_labels(y)
         if get_len(X) != len(y):
             raise ValueError(
@@ -471,6 +626,14 @@ class OODNeuralNetClassifier(NeuralNetClassifier):
             parts.append((outliers, None))
         if parts:
             dataset_train = _WithOutliers(dataset_train, _OutlierPool(parts))
+        else:
+            for option in _OPTIONS:
+                if getattr(self, option) is not None:
+                    raise ValueError(
+                        f"{option}={getattr(self, option)!r} trains on auxiliary "
+                        "outliers, but there are none: pass them with fit(X, y, "
+                        "outliers=X_aux) or as rows of X with y = -1."
+                    )
         return dataset_train, dataset_valid
 
     def get_iterator(self, dataset, training=False):
@@ -503,7 +666,190 @@ class OODNeuralNetClassifier(NeuralNetClassifier):
         loader = iterator(dataset, **kwargs)
         if pool is None or not training:
             return loader
-        return _OutlierMixer(loader, pool, self.outlier_ratio)
+        miner = None
+        if self.outlier_mining is not None:
+            params = self._option_params("outlier_mining")
+            layer = params.pop("layer")
+            miner = _ThompsonMiner(
+                lambda batches: self._features(batches, layer), **params
+            )
+        return _OutlierMixer(loader, pool, self.outlier_ratio, miner=miner)
+
+    # ---------------------------------------------------- POEM and DOE options
+
+    def set_params(self, **params):
+        """Set parameters; ``outlier_mining*`` / ``weight_perturbation*`` too.
+
+        The options' parameters are plain values read at each ``fit``: they
+        are set without re-initialising anything, also on a fitted net.
+
+        Parameters
+        ----------
+        **params : dict
+            Parameter names and values.
+
+        Returns
+        -------
+        self : OODNeuralNetClassifier
+            The net.
+        """
+        ours = {k: v for k, v in params.items() if k.split("__", 1)[0] in _OPTIONS}
+        for key, value in ours.items():
+            setattr(self, key, value)
+            if "__" in key:
+                self._params_to_validate.add(key)
+        rest = {k: v for k, v in params.items() if k not in ours}
+        if rest or not ours:
+            super().set_params(**rest)
+        return self
+
+    def _option_params(self, option):
+        """The checked parameters of ``outlier_mining`` / ``weight_perturbation``.
+
+        Returns the option's defaults updated with its ``option__*``
+        parameters (None when the option is off); raises a ValueError for an
+        unknown option value or parameter, or a parameter out of range.
+        """
+        name, defaults, constraints = _OPTIONS[option]
+        value = getattr(self, option)
+        given = self.get_params_for(option)
+        if value is None:
+            if given:
+                raise ValueError(
+                    f"{option}__{next(iter(given))} is set but {option} is None; "
+                    f'set {option}="{name}" to use it.'
+                )
+            return None
+        if value != name:
+            raise ValueError(f'{option} must be None or "{name}"; got {value!r}.')
+        unknown = sorted(set(given) - set(defaults))
+        if unknown:
+            raise ValueError(
+                f"Unknown parameter {option}__{unknown[0]}; the parameters of "
+                f'{option}="{name}" are '
+                + ", ".join(f"{option}__{key}" for key in defaults)
+                + "."
+            )
+        params = {**defaults, **given}
+        try:
+            validate_parameter_constraints(
+                constraints, params, f'{option}="{name}" (set as {option}__<name>)'
+            )
+        except InvalidParameterError as exc:
+            raise ValueError(str(exc)) from None
+        if option == "weight_perturbation":
+            gamma = params["gamma"]
+            gammas = tuple(gamma) if isinstance(gamma, (tuple, list)) else (gamma,)
+            if not gammas or not all(
+                isinstance(g, Real) and not isinstance(g, bool) and g > 0
+                for g in gammas
+            ):
+                raise ValueError(
+                    f"{option}__gamma must be a number > 0 or a non-empty sequence "
+                    f"of them; got {gamma!r}."
+                )
+            params["gamma"] = gammas
+        return params
+
+    def _features(self, batches, layer):
+        """Float64 features at ``layer`` of ``module_`` (eval mode, no grad)."""
+        module = self.module_
+        name, where = _resolve_layers(module, [layer])[layer]
+        target = module.get_submodule(name) if name else module
+        captured = []
+        if where == "input":
+            handle = target.register_forward_pre_hook(
+                lambda mod, args: captured.append(args[0])
+            )
+        else:
+            handle = target.register_forward_hook(
+                lambda mod, args, out: captured.append(
+                    out[0] if isinstance(out, tuple) else out
+                )
+            )
+        chunks = []
+        try:
+            with _eval_mode(module), torch.no_grad():
+                for Xb in batches:
+                    captured.clear()
+                    self.infer(Xb)
+                    chunks.append(captured[-1].flatten(1).double().cpu().numpy())
+        finally:
+            handle.remove()
+        return np.concatenate(chunks)
+
+    def train_step(self, batch, **fit_params):
+        """One training step; with ``weight_perturbation="doe"``, DOE's step.
+
+        Parameters
+        ----------
+        batch : tuple
+            The batch ``(X, y)``, outlier rows labelled -1.
+        **fit_params : dict
+            Passed to the module's ``forward``.
+
+        Returns
+        -------
+        step : dict
+            ``{"loss": loss, "y_pred": y_pred}``; for a DOE step after the
+            warm-up, the loss is the sum of its outlier and ID terms.
+        """
+        if self.weight_perturbation is None:
+            return super().train_step(batch, **fit_params)
+        params = self._option_params("weight_perturbation")
+        self._set_training(True)
+        Xi, yi = unpack_data(batch)
+        y_true = to_tensor(yi, device=self.device)
+        is_out = y_true < 0
+        epoch = len(self.history) - 1
+        if epoch < params["warmup"] or not bool(is_out.any()):
+            y_pred, loss = self._doe_update(Xi, y_true, None, params, **fit_params)
+            return {"loss": loss, "y_pred": y_pred}
+        gammas = params["gamma"]
+        gamma = gammas[int(torch.randint(len(gammas), (1,)))]
+        new = _doe_direction(self, Xi, is_out, **fit_params)
+        old = getattr(self, "_perturbation", None)
+        if old is None:
+            self._perturbation = new
+        else:
+            s = params["smoothing"]
+            self._perturbation = {k: s * old[k] + (1 - s) * new[k] for k in new}
+        weights = dict(self.module_.named_parameters())
+        with torch.no_grad():
+            for key, direction in self._perturbation.items():
+                weights[key].add_(direction, alpha=gamma)
+        try:
+            _, loss_out = self._doe_update(Xi, y_true, is_out, params, **fit_params)
+        finally:
+            with torch.no_grad():
+                for key, direction in self._perturbation.items():
+                    weights[key].sub_(direction, alpha=gamma)
+        y_pred, loss_in = self._doe_update(Xi, y_true, ~is_out, params, **fit_params)
+        return {"loss": loss_out.detach() + loss_in.detach(), "y_pred": y_pred}
+
+    def _doe_update(self, Xi, y_true, rows, params, **fit_params):
+        """Forward the batch, loss on ``rows`` (all if None), clipped step."""
+        self._zero_grad_optimizer()
+        y_pred = self.infer(Xi, **fit_params)
+        if rows is None:
+            loss = self.get_loss(y_pred, y_true, X=Xi, training=True)
+        else:
+            loss = self.get_loss(
+                _take_rows(y_pred, rows), y_true[rows], X=Xi, training=True
+            )
+        if loss.requires_grad:
+            loss.backward()
+        learnable = [p for _, p in self.get_all_learnable_params()]
+        if params["max_grad_norm"] is not None:
+            torch.nn.utils.clip_grad_norm_(learnable, params["max_grad_norm"])
+        self.notify(
+            "on_grad_computed",
+            named_parameters=list(self.get_all_learnable_params()),
+            batch=(Xi, y_true),
+            training=True,
+        )
+        self._step_optimizer(None)
+        return y_pred, loss
 
     # --------------------------------------------------------------- predict
 
@@ -531,9 +877,12 @@ class OODNeuralNetClassifier(NeuralNetClassifier):
             UM repository floods it too, which only changes its logs).
         """
         n_classes = len(self.classes_)
-        if y_pred.ndim != 2 or y_pred.shape[1] != n_classes:
+        # A tuple output (logits, features, ...): the logits come first, as
+        # for skorch's predict_proba; the criterion gets the whole tuple.
+        logits = y_pred[0] if isinstance(y_pred, (tuple, list)) else y_pred
+        if logits.ndim != 2 or logits.shape[1] != n_classes:
             raise ValueError(
-                f"The module returns outputs of shape {tuple(y_pred.shape)}, but y "
+                f"The module returns logits of shape {tuple(logits.shape)}, but y "
                 f"has {n_classes} in-distribution classes {list(self.classes_)}: "
                 "its last layer needs one logit per ID class (e.g. "
                 f"DigitsCNN(n_classes={n_classes})), in the order of classes_."
@@ -636,6 +985,83 @@ def _encoded_accuracy(net, X, y):
     keep = y >= 0
     y_pred = net.predict(X)
     return float(np.mean(y_pred[keep] == np.asarray(net.classes_)[y[keep]]))
+
+
+def _take_rows(y_pred, rows):
+    """The rows ``rows`` (a boolean mask) of the output.
+
+    A tuple / list output is sliced part by part; a part that is not one
+    row per sample (e.g. a loss's parameters) is passed unchanged.
+    """
+    if isinstance(y_pred, (tuple, list)):
+        return type(y_pred)(_take_rows(part, rows) for part in y_pred)
+    if isinstance(y_pred, torch.Tensor) and y_pred.ndim and len(y_pred) == len(rows):
+        return y_pred[rows]
+    return y_pred
+
+
+def _doe_surrogate(logits):
+    r"""DOE's perturbation objective on the outlier logits ``f``: ``g ** 2``.
+
+    ``g`` is the derivative at :math:`s = 1` of the (negated) OE loss of the
+    scaled logits, :math:`\ell(s) = \operatorname{mean}_j (\frac{1}{C}
+    \sum_c s f_{jc} - \log \sum_c e^{s f_{jc}})`, i.e. :math:`g =
+    \operatorname{mean}_j (\bar f_j - \sum_c \operatorname{softmax}_c(f_j)
+    f_{jc})`, written in closed form (the reference differentiates through a
+    scale variable with ``create_graph=True``: the same value).
+    """
+    probs = torch.softmax(logits, dim=1)
+    g = (logits.mean(dim=1) - (probs * logits).sum(dim=1)).mean()
+    return g * g
+
+
+def _doe_direction(net, Xi, is_out, **fit_params):
+    """DOE's new perturbation direction for the weights of ``net.module_``.
+
+    One gradient step (learning rate 1) on :func:`_doe_surrogate` of the
+    outlier rows, taken from the whole batch's forward pass with dropout off
+    (the reference's proxy model has no dropout) and batch-norm statistics
+    left untouched, rescaled per weight tensor to the norm of that weight:
+    ``-grad * ||W|| / (||grad|| + 1e-20)``. Only weight tensors of 2 or more
+    dimensions (linear and convolution weights) that require a gradient are
+    perturbed, as in the reference (biases and norm layers are not).
+    """
+    module = net.module_
+    weights = {
+        name: p
+        for name, p in module.named_parameters()
+        if p.requires_grad and p.ndim > 1 and "weight" in name.rsplit(".", 1)[-1]
+    }
+    if not weights:
+        return {}
+    buffers = [(b, b.detach().clone()) for b in module.buffers()]
+    dropouts = [
+        m
+        for m in module.modules()
+        if isinstance(m, nn.modules.dropout._DropoutNd) and m.training
+    ]
+    for m in dropouts:
+        m.eval()
+    try:
+        y_pred = net.infer(Xi, **fit_params)
+        logits = y_pred[0] if isinstance(y_pred, (tuple, list)) else y_pred
+        objective = _doe_surrogate(logits[is_out])
+        grads = torch.autograd.grad(
+            objective, list(weights.values()), allow_unused=True
+        )
+    finally:
+        for m in dropouts:
+            m.train()
+        with torch.no_grad():
+            for buffer, saved in buffers:
+                buffer.copy_(saved)
+    direction = {}
+    for (name, w), g in zip(weights.items(), grads):
+        if g is None:
+            g = torch.zeros_like(w)
+        g = g.detach()
+        direction[name] = -g * (w.detach().norm() / (g.norm() + 1e-20))
+    return direction
 
 
 @contextlib.contextmanager
