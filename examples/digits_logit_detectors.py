@@ -1,4 +1,7 @@
-"""Compare the logit-space detectors on scikit-learn's bundled digits.
+"""
+==================================================================
+Compare the logit-space detectors on scikit-learn's bundled digits
+==================================================================
 
 A classifier is trained on the digits 0-4 (in-distribution). At test time it
 sees held-out 0-4 digits (ID), the digits 5-9 it never saw (near OOD) and

@@ -1,4 +1,7 @@
-"""Tune a detector's hyper-parameters with GridSearchCV and an OOD scorer.
+"""
+======================================================================
+Tune a detector's hyper-parameters with GridSearchCV and an OOD scorer
+======================================================================
 
 The validation set mixes in-distribution rows (their class label) and OOD
 rows (label -1). ``fit`` ignores the OOD rows, the scorer uses both. The

@@ -1,4 +1,7 @@
-"""Tune ODIN's temperature and input step with GridSearchCV, on raw images.
+"""
+=======================================================================
+Tune ODIN's temperature and input step with GridSearchCV, on raw images
+=======================================================================
 
 ODIN runs the model itself (a backward pass for the input perturbation), so
 it takes images, not features: ``GridSearchCV(ODIN(model), ...)`` works like

@@ -65,8 +65,9 @@ def make_noise_images(
 
     Returns
     -------
-    images : ndarray of shape (n_samples, *shape), dtype float32
-        The noise images, with values in [0, 1].
+    images : ndarray, dtype float32
+        The noise images, of shape ``(n_samples, *shape)``, with values in
+        [0, 1].
 
     See Also
     --------

@@ -158,10 +158,10 @@ class ViM(PartialFitMixin, BaseDetector):
         The origin :math:`u = -W^{+} b`.
     n_components_ : int
         Dimension :math:`D` of the principal subspace used.
-    components_ : ndarray of shape (n_components_, n_features)
+    components_ : ndarray of shape (``n_components_``, n_features)
         Orthonormal basis of the principal subspace (rows), largest
         eigenvalue first.
-    residual_components_ : ndarray of shape (n_features - n_components_, n_features)
+    residual_components_ : ndarray of shape (n_features - ``n_components_``, n_features)
         Orthonormal basis of its orthogonal complement (rows).
     eigenvalues_ : ndarray of shape (n_features,)
         Eigenvalues of the second-moment matrix, in decreasing order.

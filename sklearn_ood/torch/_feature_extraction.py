@@ -307,7 +307,7 @@ class TorchFeatureTransformer(TransformerMixin, BaseEstimator):
 
         Returns
         -------
-        features : ndarray of shape (n_samples, n_features_out_), dtype float32
+        features : ndarray of shape (n_samples, ``n_features_out_``), dtype float32
             The layers' blocks side by side, in the order of ``layer``.
         """
         check_is_fitted(self)

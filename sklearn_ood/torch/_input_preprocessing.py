@@ -244,8 +244,7 @@ class MahalanobisPreprocessed(BaseTorchModelDetector):
     epsilon : float >= 0, default=0.0014
         Step size :math:`\varepsilon` (in the raw input scale when
         ``norm_std`` is given).
-    covariance_estimator : {"empirical", "ledoit_wolf", "oas"}, \
-            default="empirical"
+    covariance_estimator : {"empirical", "ledoit_wolf", "oas"}, default="empirical"
         How the covariance is estimated, as in
         :class:`~sklearn_ood.detectors.Mahalanobis`.
     reg_covar : float >= 0, default=0.0
