@@ -96,6 +96,10 @@ class BaseDetector(OutlierMixin, BaseEstimator):
       ``sklearn_ood._registry.FAMILIES`` (``"logits"``, ``"fitted-logits"``,
       ``"gaussian"``, ``"neighbors"``, ``"head-aware"``,
       ``"activation-shaping"``, ``"learned-centers"``, ``"model"``).
+    * ``_needs_special_model``: None, or why the detector cannot score a
+      plain classifier fitted on its own training rows (e.g. it needs an
+      extra background logit, or held-out calibration data); ``sklearn-ood
+      benchmark`` then lists it as not applicable with that reason.
 
     Examples
     --------
@@ -120,6 +124,7 @@ class BaseDetector(OutlierMixin, BaseEstimator):
     _stateless = False
     _input_kind = "features"
     _family = None
+    _needs_special_model = None
 
     _offset_sample_size = OFFSET_SAMPLE_SIZE
 

@@ -134,6 +134,8 @@ def build(selected, *, model, head, blocks, seed, device, n_classes):
 
 
 def _not_applicable(cls, head, blocks):
+    if cls._needs_special_model is not None:
+        return cls._needs_special_model
     kind = cls._input_kind
     if kind in ("features", "layers") and head is None:
         return (

@@ -1,6 +1,5 @@
 """NumPy-only OOD detectors, grouped by what they consume."""
 
-from sklearn_ood.detectors._background_class import BackgroundClass
 from sklearn_ood.detectors._centers import CACScore, CenterDistance, check_centers
 from sklearn_ood.detectors._fitted_logits import KLMatching, TemperatureScaling
 from sklearn_ood.detectors._head import check_head
@@ -8,6 +7,7 @@ from sklearn_ood.detectors._head_aware import NCI, SHE, fDBD
 from sklearn_ood.detectors._logit_scaling import LTS
 from sklearn_ood.detectors._logits import (
     GEN,
+    BackgroundClass,
     Energy,
     Entropy,
     MaxLogit,

@@ -151,6 +151,10 @@ class TemperatureScaling(BaseDetector):
 
     _input_kind = "logits"
     _family = "fitted-logits"
+    _needs_special_model = (
+        "calibrates the temperature on held-out labelled data; on the training "
+        "rows, which the model classifies perfectly, T runs to its lower bound"
+    )
 
     _requires_labels = True
     _class_aware = True

@@ -119,3 +119,17 @@ def test_build_skips_unknown_required_parameters():
             "reason": "needs budget=..., which the benchmark cannot choose",
         }
     ]
+
+
+def test_build_skips_detectors_that_need_a_special_model():
+    # A background logit, or held-out calibration data: not a plain classifier
+    # fitted on its training rows, so listed with the detector's own reason.
+    names = ["Energy", "BackgroundClass", "TemperatureScaling"]
+    _, (detectors, skipped) = _build(names)
+    assert list(detectors) == ["Energy"]
+    reasons = {s["detector"]: s["reason"] for s in skipped}
+    assert reasons == {
+        name: CATALOGUE[name]._needs_special_model
+        for name in ("BackgroundClass", "TemperatureScaling")
+    }
+    assert "background" in reasons["BackgroundClass"]
