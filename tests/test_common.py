@@ -22,7 +22,17 @@ DETECTOR_KWARGS = {
     **TORCH_DETECTOR_KWARGS,
     **{
         name: _HEAD
-        for name in ("ViM", "SHE", "fDBD", "NCI", "ASH", "DICE", "ReAct", "SCALE")
+        for name in (
+            "ViM",
+            "Residual",
+            "SHE",
+            "fDBD",
+            "NCI",
+            "ASH",
+            "DICE",
+            "ReAct",
+            "SCALE",
+        )
     },
     # On the checks' 2-column blobs, the default 60th percentile of each
     # feature zeroes both features of about 36 % of the rows, which then tie

@@ -22,7 +22,7 @@ from sklearn_ood.detectors._openmax import OpenMax
 from sklearn_ood.detectors._pnml import PNML
 from sklearn_ood.detectors._rectification import VRA
 from sklearn_ood.detectors._shaping import ASH, DICE, SCALE, ReAct
-from sklearn_ood.detectors._vim import ViM
+from sklearn_ood.detectors._vim import Residual, ViM
 
 __all__ = [
     "ASH",
@@ -51,6 +51,7 @@ __all__ = [
     "PNML",
     "ReAct",
     "RMD",
+    "Residual",
     "SCALE",
     "SHE",
     "TemperatureScaling",

@@ -41,6 +41,7 @@ in float64, and ``inf`` where a distance exceeds it.
 """
 
 import functools
+import mmap
 
 import numpy as np
 
@@ -48,6 +49,11 @@ from sklearn_ood.utils._chunking import CACHE_BLOCK_BYTES, chunk_n_rows, row_chu
 
 __all__ = [
     "ALGORITHMS",
+    "APPROXIMATE_ALGORITHMS",
+    "ApproximateIndex",
+    "ScaledRows",
+    "is_memory_mapped",
+    "normalized_bank",
     "kneighbors",
     "normalize_rows",
     "range_exponent",
@@ -57,6 +63,8 @@ __all__ = [
 ]
 
 ALGORITHMS = ("auto", "numpy", "sklearn", "faiss")
+# Approximate search through a faiss index built at fit time (ApproximateIndex).
+APPROXIMATE_ALGORITHMS = ("faiss-ivf", "faiss-hnsw")
 
 # Speed choices, each bounded further by scikit-learn's working_memory:
 # bank rows per block of the NumPy algorithm (the running top-k then gathers
@@ -108,16 +116,21 @@ def resolve_algorithm(algorithm):
     Raises
     ------
     ImportError
-        If ``algorithm="faiss"`` and faiss is not installed.
+        If ``algorithm`` is ``"faiss"``, ``"faiss-ivf"`` or ``"faiss-hnsw"``
+        and faiss is not installed.
     """
-    if algorithm not in ALGORITHMS:
-        raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {algorithm!r}.")
+    if algorithm not in ALGORITHMS + APPROXIMATE_ALGORITHMS:
+        raise ValueError(
+            f"algorithm must be one of {ALGORITHMS + APPROXIMATE_ALGORITHMS}, "
+            f"got {algorithm!r}."
+        )
     if algorithm == "auto":
         return "faiss" if _import_faiss() is not None else "numpy"
-    if algorithm == "faiss" and _import_faiss() is None:
+    if algorithm.startswith("faiss") and _import_faiss() is None:
         raise ImportError(
-            "algorithm='faiss' needs the faiss package (pip install faiss-cpu); "
-            "algorithm='numpy' or 'sklearn' give the same exact search without it."
+            f"algorithm={algorithm!r} needs the faiss package (pip install "
+            "faiss-cpu); algorithm='numpy' or 'sklearn' give an exact search "
+            "without it."
         )
     return algorithm
 
@@ -131,32 +144,123 @@ def squared_row_norms(X):
     return out
 
 
+def _chunk_factors(chunk, rescale, scale):
+    """Per-row ``(peaks, factors)`` of a float64 chunk, which is divided by
+    its peaks in place: row ``i`` normalised is ``chunk[i] * factors[i]``."""
+    peaks = None
+    # Squares of float64 entries below 1e-154 or above 1e154 under- or
+    # overflow, and the row would not come out of unit length: such input is
+    # divided by its largest entry first. Squares of float32 entries cannot
+    # leave the float64 range, so they skip that pass.
+    if rescale and chunk.shape[1]:
+        peaks = np.abs(chunk).max(axis=1)
+        peaks = np.where(peaks > 0, peaks, 1.0)
+        chunk /= peaks[:, None]
+    norms = np.sqrt(np.einsum("ij,ij->i", chunk, chunk))
+    factors = 1.0 / np.where(norms > 0, norms, 1.0)
+    if scale is not None:
+        factors *= scale
+    return peaks, factors
+
+
+def _normalize_steps(X):
+    row_bytes = 8 * max(X.shape[1], 1)
+    step = chunk_n_rows(row_bytes, max_n_rows=max(1, CACHE_BLOCK_BYTES // row_bytes))
+    return range(0, X.shape[0], step), step
+
+
 def normalize_rows(X, scale=None, dtype=None):
     """Rows divided by their L2 norm (times ``scale``), computed in float64.
 
     Zero rows stay zero. The result has ``dtype`` (default: ``X``'s).
     """
     out = np.empty(X.shape, dtype=X.dtype if dtype is None else dtype)
-    # Squares of float64 entries below 1e-154 or above 1e154 under- or
-    # overflow, and the row would not come out of unit length: such input is
-    # divided by its largest entry first. Squares of float32 entries cannot
-    # leave the float64 range, so they skip that pass.
     rescale = X.dtype != np.float32
-    row_bytes = 8 * max(X.shape[1], 1)
-    step = chunk_n_rows(row_bytes, max_n_rows=max(1, CACHE_BLOCK_BYTES // row_bytes))
-    for start in range(0, X.shape[0], step):
+    starts, step = _normalize_steps(X)
+    for start in starts:
         rows = slice(start, start + step)
         chunk = X[rows].astype(np.float64)
-        if rescale and chunk.shape[1]:
-            peaks = np.abs(chunk).max(axis=1)
-            chunk /= np.where(peaks > 0, peaks, 1.0)[:, None]
-        norms = np.sqrt(np.einsum("ij,ij->i", chunk, chunk))
-        factor = 1.0 / np.where(norms > 0, norms, 1.0)
-        if scale is not None:
-            factor *= scale[rows]
-        chunk *= factor[:, None]
+        _, factors = _chunk_factors(
+            chunk, rescale, None if scale is None else scale[rows]
+        )
+        chunk *= factors[:, None]
         out[rows] = chunk
     return out
+
+
+class ScaledRows:
+    """Read-only rows ``X[i] / peaks[i] * factors[i]`` (float64, cast to
+    ``dtype``), computed when read: a normalised bank that is never held in
+    memory whole.
+
+    ``ScaledRows(X, scale=s)[rows]`` equals ``normalize_rows(X, scale=s)[rows]``
+    bit for bit (the same float64 operations on each row). It keeps a
+    reference to ``X`` (e.g. a ``np.memmap``) and 8 or 16 bytes per row.
+    Indexing takes rows only: a slice, or an integer array of any shape
+    (the result then has that shape plus the feature axis).
+    """
+
+    ndim = 2
+
+    def __init__(self, X, scale=None):
+        self.rows = X
+        self.dtype = X.dtype
+        rescale = X.dtype != np.float32
+        self.factors = np.empty(X.shape[0])
+        self.peaks = np.ones(X.shape[0]) if rescale else None
+        starts, step = _normalize_steps(X)
+        for start in starts:
+            rows = slice(start, start + step)
+            chunk = X[rows].astype(np.float64)
+            peaks, self.factors[rows] = _chunk_factors(
+                chunk, rescale, None if scale is None else scale[rows]
+            )
+            if peaks is not None:
+                self.peaks[rows] = peaks
+
+    @property
+    def shape(self):
+        return self.rows.shape
+
+    @property
+    def itemsize(self):
+        return self.dtype.itemsize
+
+    def __len__(self):
+        return self.shape[0]
+
+    def __getitem__(self, key):
+        if not isinstance(key, slice):
+            key = np.asarray(key)
+        flat = key if isinstance(key, slice) else key.ravel()
+        chunk = np.array(self.rows[flat], dtype=np.float64)  # never in place
+        if self.peaks is not None and chunk.shape[1]:
+            chunk /= self.peaks[flat][:, None]
+        chunk *= self.factors[flat][:, None]
+        out = chunk.astype(self.dtype, copy=False)
+        return out if isinstance(key, slice) else out.reshape(key.shape + (-1,))
+
+    def __array__(self, dtype=None, copy=None):
+        out = self[:]
+        return out if dtype is None else out.astype(dtype, copy=False)
+
+
+def is_memory_mapped(X):
+    """Whether ``X`` is (a view of) a memory-mapped file, e.g. a ``np.memmap``."""
+    while X is not None:
+        if isinstance(X, (np.memmap, mmap.mmap)):
+            return True
+        X = getattr(X, "base", None)
+    return False
+
+
+def normalized_bank(X, scale=None):
+    """``normalize_rows(X, scale)``, or, for a memory-mapped ``X``, the same
+    rows as :class:`ScaledRows`, computed a block at a time when searched,
+    so that a bank larger than memory is never loaded whole."""
+    if is_memory_mapped(X):
+        return ScaledRows(X, scale=scale)
+    return normalize_rows(X, scale=scale)
 
 
 def range_exponent(peak):

@@ -15,7 +15,7 @@ from sklearn_ood.detectors._head import check_head, head_logits
 from sklearn_ood.detectors._softmax import logsumexp64
 from sklearn_ood.utils._warnings import warn
 
-__all__ = ["ViM", "vim_default_n_components"]
+__all__ = ["Residual", "ViM", "vim_default_n_components"]
 
 
 def vim_default_n_components(n_features):
@@ -68,7 +68,100 @@ _FLOAT_RANGE = (
 )
 
 
-class ViM(PartialFitMixin, BaseDetector):
+class _PrincipalResidual(PartialFitMixin, BaseDetector):
+    """The residual of the features off their principal subspace (ViM's fit).
+
+    Fits, from the second moments of the ID features at the head's origin
+    :math:`u = -W^{+} b`, the top ``n_components`` eigenvectors and their
+    orthogonal complement; ``_residual`` is the norm of a row's component in
+    that complement. :class:`ViM` adds the energy and the matched scale,
+    :class:`Residual` scores the residual alone. The moments are sums, so
+    ``partial_fit`` streams them exactly.
+    """
+
+    _family = "head-aware"
+
+    _parameter_constraints = {
+        **BaseDetector._parameter_constraints,
+        "head": [object],  # resolved and checked by check_head in fit
+        "n_components": [Interval(Integral, 0, None, closed="left"), None],
+    }
+
+    def _reset_stats(self, X, y):
+        n_features = X.shape[1]
+        self.coef_, self.intercept_ = check_head(self.head, n_features)
+        n_components = (
+            vim_default_n_components(n_features)
+            if self.n_components is None
+            else self.n_components
+        )
+        if n_components >= n_features:
+            raise ValueError(
+                f"n_components={n_components} must be smaller than the number of "
+                f"features, n_features={n_features}: the residual outside a "
+                f"{n_components}-dimensional principal subspace would be "
+                "identically zero."
+            )
+        self.n_components_ = n_components
+        # The minimum-norm point whose logits vanish (exactly when W has full
+        # row rank), as in the paper.
+        # Singular values below max(C, d) * eps of the largest are rank noise:
+        # NumPy's default cutoff (1e-15) keeps them for a rank-deficient head
+        # and sends the origin to ~1e7.
+        cutoff = max(self.coef_.shape) * np.finfo(np.float64).eps
+        self.origin_ = -np.linalg.pinv(self.coef_, rcond=cutoff) @ self.intercept_
+        self.second_moment_sum_ = np.zeros((n_features, n_features))
+
+    def _added_second_moments(self, X):
+        """``second_moment_sum_`` with the rows of ``X`` added (not stored)."""
+        Z = np.subtract(X, self.origin_, dtype=np.float64)
+        with np.errstate(over="ignore", invalid="ignore"):
+            moment = Z.T @ Z
+        if not np.all(np.isfinite(moment)):
+            raise self._overflow_error()
+        second_moment_sum = self.second_moment_sum_ + moment
+        if not np.all(np.isfinite(second_moment_sum)):
+            raise self._overflow_error()
+        return second_moment_sum
+
+    def _update_stats(self, X, y):
+        # Rebound, never updated in place, so that partial_fit can restore it.
+        self.second_moment_sum_ = self._added_second_moments(X)
+
+    @staticmethod
+    def _overflow_error():
+        return ValueError(
+            "The second moments (sums of squares of the features) or sums of "
+            "logits overflowed float64: the features hold values too large "
+            f"(about 1e154 or more). {_FLOAT_RANGE}"
+        )
+
+    def _finalize_stats(self):
+        moment = self.second_moment_sum_ / self.n_samples_seen_
+        # Eigenvectors of the moment scaled to entries <= 1, so that LAPACK's
+        # intermediate sums stay in range; eigenvalues scaled back.
+        scale = float(np.max(np.abs(moment)))
+        scale = scale if scale > 0 else 1.0
+        moment = moment / scale
+        try:
+            eigenvalues, eigenvectors = np.linalg.eigh((moment + moment.T) / 2)
+        except np.linalg.LinAlgError as exc:  # pragma: no cover - finite input
+            raise self._overflow_error() from exc
+        order = np.argsort(eigenvalues)[::-1]
+        eigenvalues, eigenvectors = eigenvalues[order], eigenvectors[:, order]
+        self.eigenvalues_ = eigenvalues * scale
+        D = self.n_components_
+        self.components_ = np.ascontiguousarray(eigenvectors[:, :D].T)
+        self.residual_components_ = np.ascontiguousarray(eigenvectors[:, D:].T)
+
+    def _residual(self, X):
+        """``||(x - o) projected off the principal subspace||`` of each row."""
+        centred = np.subtract(X, self.origin_, dtype=np.float64)
+        with np.errstate(over="ignore", invalid="ignore"):
+            return _row_norms(centred @ self.residual_components_.T)
+
+
+class ViM(_PrincipalResidual):
     r"""Virtual-logit Matching (ViM): energy minus the scaled residual norm.
 
     Wang, Li, Feng & Zhang, "ViM: Out-Of-Distribution with Virtual-logit
@@ -202,12 +295,8 @@ class ViM(PartialFitMixin, BaseDetector):
     True
     """
 
-    _family = "head-aware"
-
     _parameter_constraints = {
-        **BaseDetector._parameter_constraints,
-        "head": [object],  # resolved and checked by check_head in fit
-        "n_components": [Interval(Integral, 0, None, closed="left"), None],
+        **_PrincipalResidual._parameter_constraints,
         "residual_scale": [Interval(Real, 0, None, closed="neither"), None],
     }
 
@@ -221,72 +310,23 @@ class ViM(PartialFitMixin, BaseDetector):
 
     # ------------------------------------------------------------- streaming
     def _reset_stats(self, X, y):
-        n_features = X.shape[1]
-        self.coef_, self.intercept_ = check_head(self.head, n_features)
-        n_components = (
-            vim_default_n_components(n_features)
-            if self.n_components is None
-            else self.n_components
-        )
-        if n_components >= n_features:
-            raise ValueError(
-                f"n_components={n_components} must be smaller than the number of "
-                f"features, n_features={n_features}: the residual outside a "
-                f"{n_components}-dimensional principal subspace would be "
-                "identically zero."
-            )
-        self.n_components_ = n_components
-        # The minimum-norm point whose logits vanish (exactly when W has full
-        # row rank), as in the paper.
-        # Singular values below max(C, d) * eps of the largest are rank noise:
-        # NumPy's default cutoff (1e-15) keeps them for a rank-deficient head
-        # and sends the origin to ~1e7.
-        cutoff = max(self.coef_.shape) * np.finfo(np.float64).eps
-        self.origin_ = -np.linalg.pinv(self.coef_, rcond=cutoff) @ self.intercept_
-        self.second_moment_sum_ = np.zeros((n_features, n_features))
+        super()._reset_stats(X, y)
         self.max_logit_sum_ = 0.0
 
     def _update_stats(self, X, y):
-        Z = np.subtract(X, self.origin_, dtype=np.float64)
+        second_moment_sum = self._added_second_moments(X)
         with np.errstate(over="ignore", invalid="ignore"):
-            moment = Z.T @ Z
             logits = head_logits(X, self.coef_, self.intercept_)
             max_logit_sum = self.max_logit_sum_ + float(logits.max(axis=1).sum())
         # Checked before anything is merged; rebound, never updated in place,
         # so that partial_fit can restore the previous sums.
-        if not (np.all(np.isfinite(moment)) and np.isfinite(max_logit_sum)):
-            raise self._overflow_error()
-        second_moment_sum = self.second_moment_sum_ + moment
-        if not np.all(np.isfinite(second_moment_sum)):
+        if not np.isfinite(max_logit_sum):
             raise self._overflow_error()
         self.second_moment_sum_ = second_moment_sum
         self.max_logit_sum_ = max_logit_sum
 
-    @staticmethod
-    def _overflow_error():
-        return ValueError(
-            "ViM's second moments (sums of squares of the features) or sums of "
-            "logits overflowed float64: the features hold values too large "
-            f"(about 1e154 or more). {_FLOAT_RANGE}"
-        )
-
     def _finalize_stats(self):
-        moment = self.second_moment_sum_ / self.n_samples_seen_
-        # Eigenvectors of the moment scaled to entries <= 1, so that LAPACK's
-        # intermediate sums stay in range; eigenvalues scaled back.
-        scale = float(np.max(np.abs(moment)))
-        scale = scale if scale > 0 else 1.0
-        moment = moment / scale
-        try:
-            eigenvalues, eigenvectors = np.linalg.eigh((moment + moment.T) / 2)
-        except np.linalg.LinAlgError as exc:  # pragma: no cover - finite input
-            raise self._overflow_error() from exc
-        order = np.argsort(eigenvalues)[::-1]
-        eigenvalues, eigenvectors = eigenvalues[order], eigenvectors[:, order]
-        self.eigenvalues_ = eigenvalues * scale
-        D = self.n_components_
-        self.components_ = np.ascontiguousarray(eigenvectors[:, :D].T)
-        self.residual_components_ = np.ascontiguousarray(eigenvectors[:, D:].T)
+        super()._finalize_stats()
         if self.residual_scale is not None:
             self.residual_scale_ = float(self.residual_scale)
 
@@ -347,12 +387,6 @@ class ViM(PartialFitMixin, BaseDetector):
         return abs(mean_max_logit) / mean_residual
 
     # --------------------------------------------------------------- scoring
-    def _residual(self, X):
-        """``||(x - o) projected off the principal subspace||`` of each row."""
-        centred = np.subtract(X, self.origin_, dtype=np.float64)
-        with np.errstate(over="ignore", invalid="ignore"):
-            return _row_norms(centred @ self.residual_components_.T)
-
     def _score(self, X):
         with np.errstate(over="ignore", invalid="ignore"):
             energy = logsumexp64(head_logits(X, self.coef_, self.intercept_))
@@ -370,5 +404,115 @@ class ViM(PartialFitMixin, BaseDetector):
                     if X.dtype == np.float32
                     else "."
                 )
+            )
+        return scores
+
+
+class Residual(_PrincipalResidual):
+    r"""Residual: minus the norm of the features off their principal subspace.
+
+    ViM's residual term alone, the "Residual" baseline of Wang, Li, Feng &
+    Zhang, "ViM: Out-Of-Distribution with Virtual-logit Matching", CVPR 2022,
+    listed as a post-hoc method of its own in OpenOOD. With head :math:`(W,
+    b)`, the features are taken relative to the origin :math:`u = -W^{+} b`;
+    :math:`P` spans the top ``n_components`` (the paper's :math:`D`)
+    eigenvectors of the uncentred second-moment matrix :math:`\frac1n \sum_i
+    (x_i - u)(x_i - u)^\top` of the ID fit features, exactly as in
+    :class:`ViM` (one shared fit), and
+
+    .. math::
+
+        s(x) = -\lVert (I - PP^\top)(x - u) \rVert .
+
+    Higher is more in-distribution: a row far outside the subspace the ID
+    features span scores low, whatever its logits. The head enters only
+    through the origin :math:`u`. The fit is a sum of second moments, so
+    :meth:`partial_fit` streams exactly.
+
+    pytorch-ood 0.4.0 has no Residual detector. Its ``ViM`` computes the same
+    residual inside its score: ours is
+    :math:`-(s_{\text{ViM}}^{\text{pytorch-ood}} + \log\sum_k e^{l_k}) /
+    \alpha` with its fitted :math:`\alpha`; OpenOOD's ``Residual``
+    postprocessor returns the same score as ours (both are minus the norm).
+
+    Parameters
+    ----------
+    head : tuple, object or callable
+        The classifier's last linear layer: a ``(W, b)`` pair, a torch
+        ``nn.Linear``, a fitted scikit-learn linear model, or a callable
+        ``head(n_features)`` returning one of these (see
+        :func:`~sklearn_ood.detectors.check_head`).
+    n_components : int >= 0, default=None
+        Dimension :math:`D` of the principal subspace; must be smaller than
+        the number of features. ``None`` uses
+        :func:`vim_default_n_components`, as :class:`ViM` does.
+    contamination : float in (0, 0.5] or None, default=0.05
+        Fraction of the ID fit rows rejected by ``predict``.
+        ``None`` learns no threshold (scores only; ``predict`` raises).
+
+    Attributes
+    ----------
+    coef_ : ndarray of shape (n_classes, n_features)
+        Head weights :math:`W`.
+    intercept_ : ndarray of shape (n_classes,)
+        Head bias :math:`b`.
+    origin_ : ndarray of shape (n_features,)
+        The origin :math:`u = -W^{+} b`.
+    n_components_ : int
+        Dimension :math:`D` of the principal subspace used.
+    components_ : ndarray of shape (``n_components_``, n_features)
+        Orthonormal basis of the principal subspace (rows), largest
+        eigenvalue first.
+    residual_components_ : ndarray of shape (n_features - ``n_components_``, n_features)
+        Orthonormal basis of its orthogonal complement (rows).
+    eigenvalues_ : ndarray of shape (n_features,)
+        Eigenvalues of the second-moment matrix, in decreasing order.
+    second_moment_sum_ : ndarray of shape (n_features, n_features)
+        :math:`\sum_i (x_i - u)(x_i - u)^\top` over the ID fit rows.
+    n_samples_seen_ : int
+        Number of ID fit rows.
+    offset_ : float
+        ``decision_function = score_samples - offset_``.
+    n_features_in_ : int
+        Number of feature columns.
+
+    See Also
+    --------
+    ViM : The residual norm scaled against the energy of the logits.
+    Mahalanobis : A Gaussian distance in feature space.
+    sklearn.decomposition.PCA : The principal subspace of centred data.
+
+    References
+    ----------
+    .. [1] H. Wang, Z. Li, L. Feng and W. Zhang, "ViM: Out-Of-Distribution
+       with Virtual-logit Matching", CVPR 2022.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_ood.detectors import Residual
+    >>> rng = np.random.default_rng(0)
+    >>> W, b = rng.normal(size=(3, 6)), np.zeros(3)
+    >>> X = rng.normal(size=(200, 6)) * [3, 3, 3, 0.1, 0.1, 0.1]
+    >>> residual = Residual(head=(W, b), n_components=3).fit(X)
+    >>> far = np.array([[0.0, 0.0, 0.0, 5.0, 5.0, 5.0]])
+    >>> float(residual.score_samples(far)[0]) < residual.offset_
+    True
+    """
+
+    def __init__(self, head, n_components=None, *, contamination=0.05):
+        super().__init__(contamination=contamination)
+        self.head = head
+        self.n_components = n_components
+
+    def _score(self, X):
+        scores = -self._residual(X)
+        bad = ~(np.abs(scores) <= np.finfo(X.dtype).max)
+        if bad.any():
+            rows = np.flatnonzero(bad)
+            raise ValueError(
+                f"Residual cannot score {rows.size} row(s) (the first is row "
+                f"{rows[0]}): their residual norm leaves the {X.dtype} range. "
+                f"{_FLOAT_RANGE}"
             )
         return scores
