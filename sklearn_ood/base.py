@@ -20,6 +20,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from sklearn_ood._labels import check_ood_labels
 from sklearn_ood.exceptions import NoThresholdError
+from sklearn_ood.utils import _dask
 
 __all__ = ["BaseDetector", "PartialFitMixin", "check_ood_labels"]
 
@@ -136,10 +137,26 @@ class BaseDetector(OutlierMixin, BaseEstimator):
         tags.target_tags.required = self._requires_labels
         return tags
 
+    def __getstate__(self):
+        # A fitted attribute held on a Dask cluster (a KNN bank fitted on a
+        # dask array) is gathered, so that the pickle stands alone.
+        return _dask.computed_state(super().__getstate__())
+
     # ------------------------------------------------------------------ fit
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
         """Fit the detector on in-distribution data.
+
+        A ``dask.array`` ``X`` (rows chunked; ``y`` a dask or NumPy array
+        of the same length) is fitted on its cluster by the detectors with
+        ``partial_fit`` and by ``KNN`` and ``NNGuide`` (the ``dask`` extra):
+        each block's statistics are computed on a worker and merged, and the
+        fitted detector is a plain in-memory estimator equal to an in-memory
+        fit up to rounding (``offset_`` comes from the same seeded sample of
+        rows). ``KNN`` and ``NNGuide`` keep ``bank_`` on the cluster as a
+        dask array, one shard per block, which each search visits on its
+        worker; pickling such a detector gathers the bank. Other detectors
+        raise a ``TypeError`` (fit them on ``X.compute()``).
 
         Parameters
         ----------
@@ -154,6 +171,8 @@ class BaseDetector(OutlierMixin, BaseEstimator):
         self : object
             Fitted detector.
         """
+        if _dask.is_dask_collection(X) or _dask.is_dask_collection(y):
+            return _dask.fit(self, X, y)
         X, y = self._validate_fit_data(X, y, reset=True)
         if self._class_aware and y is not None:
             self.classes_ = np.unique(y[y >= 0])
@@ -267,8 +286,12 @@ class BaseDetector(OutlierMixin, BaseEstimator):
         -------
         scores : ndarray of shape (n_samples,)
             The score of each row, in the floating dtype of ``X`` (float64
-            for integer input).
+            for integer input). For a ``dask.array`` ``X``, a dask array
+            computed block by block on the workers (so are
+            ``decision_function`` and ``predict``).
         """
+        if _dask.is_dask_collection(X):
+            return _dask.score(self, X, "score_samples")
         X = self._validate_score_input(X)
         scores = np.asarray(self._score(X))
         return scores.astype(X.dtype, copy=False)
@@ -299,6 +322,8 @@ class BaseDetector(OutlierMixin, BaseEstimator):
             ``score_samples(X) - offset_``: negative for the rows ``predict``
             calls OOD.
         """
+        if _dask.is_dask_collection(X):
+            return _dask.score(self, X, "decision_function")
         offset = self._check_offset()
         scores = self.score_samples(X)
         return scores - scores.dtype.type(offset)
@@ -316,12 +341,34 @@ class BaseDetector(OutlierMixin, BaseEstimator):
         labels : ndarray of shape (n_samples,), dtype int
             +1 where ``decision_function(X) >= 0``, -1 elsewhere.
         """
+        if _dask.is_dask_collection(X):
+            return _dask.score(self, X, "predict")
         return np.where(self.decision_function(X) >= 0, 1, -1)
 
 
 def _take_rows(X, rows):
-    """``X[rows]`` for a slice (a view) or indices (``np.take``, the faster copy)."""
-    return X[rows] if isinstance(rows, slice) else np.take(X, rows, axis=0)
+    """``X[rows]`` for a slice (a view) or indices (``np.take``, the faster copy);
+    ``X[rows]`` for the rows of a Dask fit, gathered on demand."""
+    if isinstance(rows, slice) or not isinstance(X, np.ndarray):
+        return X[rows]
+    return np.take(X, rows, axis=0)
+
+
+def _merged_sums(a, b):
+    """The merge of two partial statistics (see ``PartialFitMixin``)."""
+    if isinstance(a, list):
+        return [_merged_sums(x, z) for x, z in zip(a, b, strict=True)]
+    if hasattr(a, "merged"):
+        return a.merged(b)
+    with np.errstate(over="ignore", invalid="ignore"):
+        total = a + b
+    if not np.all(np.isfinite(total)):
+        raise ValueError(
+            "The merged sums of the fit rows overflowed float64: the features "
+            "hold values too large. Rescale the features (e.g. fit a "
+            "StandardScaler on the in-distribution rows) before fitting."
+        )
+    return total
 
 
 def _quantile(scores, contamination):
@@ -363,7 +410,18 @@ class PartialFitMixin:
     counts the ID rows seen (set before ``_update_stats``, so that the hooks
     can divide by it). A failed ``fit`` leaves no stream to continue: the
     next ``partial_fit`` starts afresh.
+
+    Merging. ``_merge_stats(other)`` adds the statistics of another partial
+    fit (plain sums named in ``_summed_stats``; the Gaussian family's
+    pairwise update), so that blocks fitted apart, e.g. on Dask workers
+    (``fit`` of a ``dask.array``), are tree-reduced into the statistics of
+    one fit.
     """
+
+    # Names of the fitted attributes that are sums over the rows: arrays or
+    # floats (added), objects with a ``merged(other)`` method (the Gaussian
+    # family's ClassStats), or lists of those. ``_merge_stats`` merges them.
+    _summed_stats = ()
 
     def fit(self, X, y=None):
         try:
@@ -373,6 +431,23 @@ class PartialFitMixin:
             raise
 
     fit.__doc__ = BaseDetector.fit.__doc__
+
+    def _merge_stats(self, other):
+        """Add the statistics of ``other`` to this detector's, exactly.
+
+        ``other`` has the same parameters and was started on the same
+        feature width (``_reset_stats`` then ``_update_stats``, or a whole
+        ``fit``) on other rows. The attributes named in ``_summed_stats``
+        and ``n_samples_seen_`` are rebound to new objects (neither detector
+        is changed in place); ``_finalize_stats`` then derives the model of
+        the rows of both, as one ``fit`` on them would up to rounding. This
+        is what lets blocks be fitted apart (on Dask workers) and
+        tree-reduced.
+        """
+        for name in self._summed_stats:
+            merged = _merged_sums(getattr(self, name), getattr(other, name))
+            setattr(self, name, merged)
+        self.n_samples_seen_ = self.n_samples_seen_ + other.n_samples_seen_
 
     def _fit(self, X, y):
         self.n_samples_seen_ = len(self._in_distribution_rows(X, y))

@@ -62,3 +62,41 @@ def test_bench_evaluation_quick_smoke():
     passes = [(int(r[0]), round(float(r[1])), round(float(r[2]))) for r in rows]
     assert passes == [(1, 1, 1), (3, 1, 3)]
     assert all(float(row[-1]) == 0 for row in rows)  # the same AUROCs
+
+
+def test_bench_knn_scale_quick_smoke():
+    pytest.importorskip("faiss")
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "bench_knn_scale.py"), "--quick"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.splitlines()
+    rows = {line.split()[0]: line.split() for line in lines[3:6]}
+    assert set(rows) == {"exact", "IVF", "HNSW"}
+    # Columns from the end: recall@k, max |score diff|, AUROC, dAUROC.
+    assert rows["exact"][-4] == "1.0000" and rows["exact"][-1] == "+0.00000"
+    for name in ("IVF", "HNSW"):
+        assert 0.5 <= float(rows[name][-4]) <= 1.0
+
+
+def test_bench_distributed_quick_smoke():
+    pytest.importorskip("dask")
+    pytest.importorskip("distributed")
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(BENCHMARKS / "bench_distributed.py"),
+            "--quick",
+            "--only",
+            "Mahalanobis,KNN",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    for text in ("Mahalanobis", "KNN", "max worker peak MiB"):
+        assert text in result.stdout

@@ -285,6 +285,7 @@ class KLMatching(PartialFitMixin, BaseDetector):
     }
 
     _class_aware = True
+    _summed_stats = ("_column_sums", "_column_counts")
 
     def __init__(self, match="min", *, contamination=0.05):
         super().__init__(contamination=contamination)

@@ -310,6 +310,54 @@ class ClassStats:
                     "in-distribution rows)."
                 )
 
+    def merged(self, other):
+        """Statistics of the rows of both objects, as a new object.
+
+        The pairwise update of Chan, Golub & LeVeque for two sets of
+        statistics: per class, ``n = n_a + n_b``, ``delta = mu_b - mu_a``,
+        ``mu = mu_a + delta n_b / n`` and ``M = M_a + M_b + (n_a n_b / n)
+        delta delta^T``, so merging the statistics of two row sets equals
+        the statistics of their union up to rounding (classes may differ
+        between the two). Both objects are left unchanged. The Ledoit-Wolf
+        fourth moments are added as they are, each about its own class means:
+        an approximation, as when streaming.
+
+        Parameters
+        ----------
+        other : ClassStats
+            Statistics of other rows, with the same columns and options.
+
+        Returns
+        -------
+        stats : ClassStats
+            A new object.
+        """
+        new = copy.copy(self)
+        if not len(other.labels):
+            return new
+        if not new._add_labels(other.labels):
+            new._own_arrays()
+        present = np.searchsorted(new.labels, other.labels)
+        n_a, n_b = new.counts[present], other.counts
+        n = n_a + n_b
+        delta = other.means - new.means[present]
+        weight = n_a * n_b / n
+        with np.errstate(over="ignore", invalid="ignore"):
+            within = new.within + other.within + (delta * weight[:, None]).T @ delta
+        if not np.all(np.isfinite(within)):
+            raise _overflow_error()
+        new.within = within
+        new.means[present] += delta * (n_b / n)[:, None]
+        new.counts[present] = n
+        if new.class_scatter is not None:
+            for j, k in enumerate(present):
+                new.class_scatter[k] += other.class_scatter[j]
+                new.class_scatter[k] += weight[j] * np.outer(delta[j], delta[j])
+        if new.fourth is not None:
+            new.fourth[present] += other.fourth
+            new.fourth_total = new.fourth_total + other.fourth_total
+        return new
+
     def total_mean(self):
         """Mean of every row seen."""
         return self.counts @ self.means / self.n_samples

@@ -142,6 +142,7 @@ class SHE(PartialFitMixin, BaseDetector):
         "head": [object],  # resolved and checked by check_head in fit
     }
     _class_aware = True
+    _summed_stats = ("pattern_sums_", "pattern_counts_")
 
     def __init__(self, head, *, contamination=0.05):
         super().__init__(contamination=contamination)
@@ -206,6 +207,7 @@ class _TrainMeanDetector(PartialFitMixin, BaseDetector):
     """Shared fit of fDBD and NCI: the head and the mean of the fit features."""
 
     _family = "head-aware"
+    _summed_stats = ("feature_sum_",)
 
     _parameter_constraints = {
         **BaseDetector._parameter_constraints,

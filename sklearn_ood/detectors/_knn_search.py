@@ -13,6 +13,12 @@ Three interchangeable algorithms *select* the neighbours of each query:
 * ``"faiss"``: ``faiss.knn``, faiss's exact brute-force search, which reads
   the bank in place (float32) instead of copying it into an index.
 
+Approximate search (``"faiss-ivf"``, ``"faiss-hnsw"``) goes through an
+:class:`ApproximateIndex` built once at fit time and passed as ``index``:
+it only selects the candidates, which are refined as below. A bank that is
+memory-mapped, or a :class:`ScaledRows` view of one (normalised when read),
+is searched a block of rows at a time and never loaded whole.
+
 ``"auto"`` picks faiss when it imports, else NumPy. Queries are searched a
 chunk of rows at a time, and their candidates refined (below) a smaller
 chunk at a time, each no larger than scikit-learn's ``working_memory``
@@ -42,16 +48,20 @@ in float64, and ``inf`` where a distance exceeds it.
 
 import functools
 import mmap
+from numbers import Integral
 
 import numpy as np
+from sklearn.utils import check_random_state
 
 from sklearn_ood.utils._chunking import CACHE_BLOCK_BYTES, chunk_n_rows, row_chunks
+from sklearn_ood.utils._dask import is_sharded, sharded_kneighbors
 
 __all__ = [
     "ALGORITHMS",
     "APPROXIMATE_ALGORITHMS",
     "ApproximateIndex",
     "ScaledRows",
+    "check_algorithm_params",
     "is_memory_mapped",
     "normalized_bank",
     "kneighbors",
@@ -425,6 +435,150 @@ def _faiss_searcher(bank, metric):
     return search
 
 
+# ------------------------------------------------------- approximate search
+# Defaults of the approximate indexes (see ApproximateIndex).
+_APPROXIMATE_PARAMS = {
+    "faiss-ivf": {"nlist": None, "nprobe": None},
+    "faiss-hnsw": {"M": 32, "efConstruction": 40, "efSearch": 128},
+}
+# IVF quantizer training: a seeded sample of this many rows per list (faiss
+# warns below 39) trained for _IVF_NITER k-means iterations.
+_IVF_TRAIN_PER_LIST = 50
+_IVF_NITER = 20
+
+
+def check_algorithm_params(algorithm, algorithm_params):
+    """The validated ``algorithm_params`` of ``algorithm`` (a dict of ints).
+
+    Raises
+    ------
+    ValueError
+        For parameters of an exact algorithm, unknown names, or values that
+        are not integers >= 1 (>= 2 for ``M``).
+    """
+    params = {} if algorithm_params is None else dict(algorithm_params)
+    if algorithm not in _APPROXIMATE_PARAMS:
+        if params:
+            raise ValueError(
+                f"algorithm_params apply to the approximate algorithms "
+                f"{APPROXIMATE_ALGORITHMS}; algorithm={algorithm!r} takes none, "
+                f"got {sorted(params)}."
+            )
+        return params
+    allowed = _APPROXIMATE_PARAMS[algorithm]
+    unknown = sorted(set(params) - set(allowed))
+    if unknown:
+        raise ValueError(
+            f"algorithm_params of algorithm={algorithm!r} are {sorted(allowed)}, "
+            f"got unknown {unknown}."
+        )
+    for name, value in params.items():
+        low = 2 if name == "M" else 1
+        if isinstance(value, bool) or not isinstance(value, Integral) or value < low:
+            raise ValueError(
+                f"algorithm_params[{name!r}] must be an int >= {low}, got {value!r}."
+            )
+    return params
+
+
+class ApproximateIndex:
+    """A faiss index over a bank: IVF (``"faiss-ivf"``) or HNSW (``"faiss-hnsw"``).
+
+    Its ``search(queries, k)`` returns the bank rows of (about) the ``k``
+    best keys of each query, ranked like the exact search (Euclidean for
+    ``metric="l2"``, inner product for ``"ip"``), in float32; ``-1`` where
+    an IVF index found fewer than ``k`` rows in the lists it probed.
+
+    * ``"faiss-ivf"``: ``IndexIVFFlat`` with ``nlist`` lists (default
+      ``round(sqrt(n_bank))``, at most ``n_bank``), of which ``nprobe`` are
+      searched (default ``max(8, nlist // 64)``, at most ``nlist``). The
+      coarse quantizer is trained by k-means on a seeded sample of
+      ``50 * nlist`` rows (``random_state`` seeds both the sample and
+      faiss's k-means).
+    * ``"faiss-hnsw"``: ``IndexHNSWFlat`` with ``M`` links per node
+      (default 32), built with ``efConstruction`` (default 40) and searched
+      with ``max(efSearch, k)`` (default ``efSearch=128``). The graph built
+      on several threads varies between builds.
+
+    Both hold a float32 copy of the bank (added a block of rows at a time,
+    so a memory-mapped bank is never loaded whole besides). The index
+    pickles through ``faiss.serialize_index``: its pickle is that copy plus
+    the lists' centroids (IVF, ``nlist * n_features`` floats) or the graph
+    links (HNSW, about ``2 * M`` int32 per row).
+    """
+
+    def __init__(self, algorithm, params, metric):
+        self.algorithm = algorithm
+        self.params = dict(params)
+        self.metric = metric
+
+    def build(self, bank, random_state=None):
+        """Train (IVF) and fill the index with the rows of ``bank``."""
+        faiss = _import_faiss()
+        if faiss is None:  # pragma: no cover - resolve_algorithm checked it
+            resolve_algorithm(self.algorithm)
+        n_bank, n_features = bank.shape
+        kind = faiss.METRIC_L2 if self.metric == "l2" else faiss.METRIC_INNER_PRODUCT
+        if self.algorithm == "faiss-ivf":
+            nlist = self.params.get("nlist") or max(1, round(np.sqrt(n_bank)))
+            if nlist > n_bank:
+                raise ValueError(
+                    f"algorithm_params['nlist']={nlist} needs at least as many "
+                    f"fit rows, got n_samples={n_bank}."
+                )
+            nprobe = self.params.get("nprobe") or max(8, nlist // 64)
+            self.nlist_, self.nprobe_ = nlist, min(nprobe, nlist)
+            quantizer = faiss.IndexFlat(n_features, kind)
+            index = faiss.IndexIVFFlat(quantizer, n_features, nlist, kind)
+            rng = check_random_state(random_state)
+            index.cp.seed = int(rng.randint(2**31 - 1))
+            index.cp.niter = _IVF_NITER
+            n_train = min(n_bank, _IVF_TRAIN_PER_LIST * nlist)
+            sample = np.sort(rng.choice(n_bank, n_train, replace=False))
+            index.train(np.ascontiguousarray(bank[sample], dtype=np.float32))
+        else:
+            defaults = _APPROXIMATE_PARAMS["faiss-hnsw"]
+            params = {**defaults, **self.params}
+            index = faiss.IndexHNSWFlat(n_features, params["M"], kind)
+            index.hnsw.efConstruction = params["efConstruction"]
+            self.ef_search_ = params["efSearch"]
+        for rows in row_chunks(n_bank, 2 * max(n_features, 1) * bank.itemsize):
+            index.add(np.ascontiguousarray(bank[rows], dtype=np.float32))
+        self._index, self._serialized = index, None
+        return self
+
+    def _faiss_index(self):
+        if self._index is None:
+            faiss = _import_faiss()
+            if faiss is None:
+                resolve_algorithm(self.algorithm)  # raises the ImportError
+            self._index = faiss.deserialize_index(self._serialized)
+            self._serialized = None
+        return self._index
+
+    def search(self, queries, k):
+        """Bank rows of (about) the ``k`` best keys of each query."""
+        faiss = _import_faiss()
+        index = self._faiss_index()
+        if self.algorithm == "faiss-ivf":
+            params = faiss.SearchParametersIVF(nprobe=self.nprobe_)
+        else:
+            params = faiss.SearchParametersHNSW(efSearch=max(self.ef_search_, k))
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        return index.search(queries, k, params=params)[1]
+
+    def __getstate__(self):
+        state = dict(vars(self))
+        if state["_index"] is not None:
+            state["_serialized"] = _import_faiss().serialize_index(state["_index"])
+        state["_index"] = None
+        return state
+
+    def __setstate__(self, state):
+        # Deserialised when first searched, so that loading needs no faiss.
+        vars(self).update(state)
+
+
 _SEARCHERS = {
     "numpy": _numpy_searcher,
     "sklearn": _sklearn_searcher,
@@ -481,9 +635,21 @@ def _search_queries(queries, dtype, metric, exponent):
 
 
 def kneighbors(
-    bank, queries, k, *, metric="l2", algorithm="numpy", exclude=None, bank_exponent=0
+    bank,
+    queries,
+    k,
+    *,
+    metric="l2",
+    algorithm="numpy",
+    exclude=None,
+    bank_exponent=0,
+    index=None,
 ):
-    """Exact k nearest bank rows of each query.
+    """Exact (or, with ``index``, approximate) k nearest bank rows of each query.
+
+    A bank that is memory-mapped (``np.memmap``) or a :class:`ScaledRows` is
+    searched a block of rows at a time (see :func:`_kneighbors_by_blocks`),
+    with the same result.
 
     Parameters
     ----------
@@ -511,6 +677,11 @@ def kneighbors(
         still count (at distance 0).
     bank_exponent : int, default=0
         The power of two the bank was divided by.
+    index : ApproximateIndex, default=None
+        Built on ``bank``: selects the candidates instead of ``algorithm``
+        (which then only searches the rare queries the index returns too few
+        candidates for, exactly). The values are still exact for the
+        candidates found.
 
     Returns
     -------
@@ -522,20 +693,26 @@ def kneighbors(
     indices : ndarray of shape (n_queries, k), int64
         Bank rows of the neighbours, in the same order.
     """
-    algorithm = resolve_algorithm(algorithm)
+    if is_sharded(bank):  # a bank held on a Dask cluster
+        return sharded_kneighbors(
+            bank, queries, k, metric=metric, algorithm=algorithm,
+            exclude=exclude, bank_exponent=bank_exponent,
+        )  # fmt: skip
     queries = np.asarray(queries)
-    (n_queries, n_features), n_bank = queries.shape, bank.shape[0]
-    n_search = k if exclude is None else k + 1
-    if exclude is not None:
-        exclude = np.asarray(exclude, dtype=np.int64)
-        if exclude.shape != (n_queries,):
-            raise ValueError("exclude needs one bank row per query.")
-    if not 1 <= n_search <= n_bank:
-        raise ValueError(
-            f"k={k} needs at least {n_search} bank rows, got n_samples={n_bank}."
+    n_search, exclude = _check_search(k, exclude, queries.shape[0], bank.shape[0])
+    if index is None and (isinstance(bank, ScaledRows) or is_memory_mapped(bank)):
+        return _kneighbors_by_blocks(
+            bank, queries, k, metric, algorithm, exclude, bank_exponent
         )
+    if index is None:
+        algorithm = resolve_algorithm(algorithm)
+        if algorithm in APPROXIMATE_ALGORITHMS:
+            raise ValueError(f"algorithm={algorithm!r} searches a built index.")
+        search = _SEARCHERS[algorithm](bank, metric)
+    else:
+        algorithm, search = "index", index.search
+    (n_queries, n_features), n_bank = queries.shape, bank.shape[0]
     n_candidates = min(n_bank, n_search + _EXTRA_CANDIDATES)
-    search = _SEARCHERS[algorithm](bank, metric)
     worst = np.inf if metric == "l2" else -np.inf
     values = np.empty((n_queries, k))
     indices = np.empty((n_queries, k), dtype=np.int64)
@@ -557,10 +734,12 @@ def kneighbors(
     for start in range(0, n_queries, n_rows):
         rows = slice(start, start + n_rows)
         chunk = queries[rows]
-        idx = search(
-            _search_queries(chunk, bank.dtype, metric, bank_exponent), n_candidates
-        )
-        idx = np.asarray(idx, dtype=np.int64)
+        ranked = _search_queries(chunk, bank.dtype, metric, bank_exponent)
+        idx = np.asarray(search(ranked, n_candidates), dtype=np.int64)
+        # An index may find fewer candidates (IVF lists probed hold fewer).
+        missing = np.flatnonzero((idx < 0).any(axis=1))
+        if missing.size:
+            idx[missing] = _numpy_searcher(bank, metric)(ranked[missing], n_candidates)
         val = np.empty(idx.shape)
         for sub in range(0, len(idx), refine_rows):
             part = slice(sub, sub + refine_rows)
@@ -581,3 +760,59 @@ def kneighbors(
         values[rows] = np.take_along_axis(val, order, axis=1)
         indices[rows] = np.take_along_axis(idx, order, axis=1)
     return values, indices
+
+
+def _check_search(k, exclude, n_queries, n_bank):
+    """``(n_search, exclude)``: rows searched per query (k, or k + 1 to leave
+    one out) and the validated ``exclude``."""
+    n_search = k if exclude is None else k + 1
+    if exclude is not None:
+        exclude = np.asarray(exclude, dtype=np.int64)
+        if exclude.shape != (n_queries,):
+            raise ValueError("exclude needs one bank row per query.")
+    if not 1 <= n_search <= n_bank:
+        raise ValueError(
+            f"k={k} needs at least {n_search} bank rows, got n_samples={n_bank}."
+        )
+    return n_search, exclude
+
+
+def _kneighbors_by_blocks(bank, queries, k, metric, algorithm, exclude, exponent):
+    """:func:`kneighbors` over a bank read a block of rows at a time.
+
+    Each block (about half of ``working_memory``, at least ``k + 1`` rows) is
+    loaded (normalised, for :class:`ScaledRows`), searched exactly for the
+    ``k`` (``k + 1`` to leave one out) best rows of every query, and merged
+    with the best ones so far by their exact float64 values. The best rows
+    of the whole bank are among the best of their block, so the result is
+    that of the in-memory search, up to the order of rows whose values tie
+    exactly. The bank is read once, whatever the number of queries.
+    """
+    n_search = k if exclude is None else k + 1
+    n_bank, n_features = bank.shape
+    block_rows = max(n_search, chunk_n_rows(2 * max(n_features, 1) * bank.itemsize))
+    worst = np.inf if metric == "l2" else -np.inf
+    values = np.empty((len(queries), 0))
+    indices = np.empty((len(queries), 0), dtype=np.int64)
+    for start in range(0, n_bank, block_rows):
+        block = bank[start : start + block_rows]
+        if is_memory_mapped(block):
+            block = np.array(block)
+        val, idx = kneighbors(
+            block,
+            queries,
+            min(n_search, len(block)),
+            metric=metric,
+            algorithm=algorithm,
+            bank_exponent=exponent,
+        )
+        idx += start
+        if exclude is not None:
+            val[idx == exclude[:, None]] = worst
+        values = np.concatenate([values, val], axis=1)
+        indices = np.concatenate([indices, idx], axis=1)
+        order = np.argsort(values if metric == "l2" else -values, axis=1, kind="stable")
+        order = order[:, :n_search]
+        values = np.take_along_axis(values, order, axis=1)
+        indices = np.take_along_axis(indices, order, axis=1)
+    return values[:, :k], indices[:, :k]

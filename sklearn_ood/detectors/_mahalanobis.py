@@ -156,6 +156,7 @@ class Mahalanobis(GaussianLabelsMixin, PartialFitMixin, BaseDetector):
     _family = "gaussian"
 
     _class_aware = True
+    _summed_stats = ("_stats",)
     _parameter_constraints = {
         **BaseDetector._parameter_constraints,
         **_COVARIANCE_CONSTRAINTS,
@@ -419,6 +420,7 @@ class GMM(GaussianLabelsMixin, PartialFitMixin, BaseDetector):
     _family = "gaussian"
 
     _class_aware = True
+    _summed_stats = ("_stats",)
     _parameter_constraints = {
         **BaseDetector._parameter_constraints,
         **_COVARIANCE_CONSTRAINTS,

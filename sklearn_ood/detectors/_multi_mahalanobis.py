@@ -179,6 +179,7 @@ class MultiMahalanobis(GaussianLabelsMixin, PartialFitMixin, BaseDetector):
     _family = "gaussian"
 
     _class_aware = True
+    _summed_stats = ("_stats",)
     _parameter_constraints = {
         **BaseDetector._parameter_constraints,
         "groups": ["array-like", None],

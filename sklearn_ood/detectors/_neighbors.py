@@ -16,8 +16,12 @@ from sklearn_ood.base import BaseDetector
 from sklearn_ood.detectors._head import check_head, head_logits
 from sklearn_ood.detectors._knn_search import (
     ALGORITHMS,
+    APPROXIMATE_ALGORITHMS,
+    ApproximateIndex,
+    check_algorithm_params,
     kneighbors,
     normalize_rows,
+    normalized_bank,
     range_exponent,
     rescale_rows,
     resolve_algorithm,
@@ -30,8 +34,18 @@ __all__ = ["KNN", "NNGuide"]
 
 _SEARCH_CONSTRAINTS = {
     "n_neighbors": [Interval(Integral, 1, None, closed="left")],
-    "algorithm": [StrOptions(set(ALGORITHMS))],
+    "algorithm": [StrOptions(set(ALGORITHMS + APPROXIMATE_ALGORITHMS))],
+    "algorithm_params": [dict, None],
+    "random_state": ["random_state"],
 }
+
+
+def _build_index(det, params, metric):
+    """The approximate index of ``det.bank_``, or None for an exact search."""
+    if det.algorithm not in APPROXIMATE_ALGORITHMS:
+        return None
+    index = ApproximateIndex(det.algorithm, params, metric)
+    return index.build(det.bank_, det.random_state)
 
 
 def _check_n_neighbors(n_neighbors, n_samples):
@@ -97,15 +111,42 @@ class KNN(BaseDetector):
     normalize : bool, default=True
         L2-normalise fit rows and queries. With ``False`` the raw Euclidean
         distance is used.
-    algorithm : {"auto", "numpy", "sklearn", "faiss"}, default="auto"
-        Exact neighbour search: NumPy blocked matrix products, scikit-learn's
+    algorithm : str, default="auto"
+        One of ``"auto"``, ``"numpy"``, ``"sklearn"``, ``"faiss"`` (exact),
+        ``"faiss-ivf"``, ``"faiss-hnsw"`` (approximate). Exact neighbour
+        search: NumPy blocked matrix products, scikit-learn's
         brute-force ``NearestNeighbors``, or faiss (``faiss.knn``).
         ``"auto"`` uses faiss when it is installed, else NumPy;
         ``"faiss"`` without faiss raises ``ImportError``. Queries are
         searched a chunk at a time, as many as scikit-learn's
         ``working_memory`` allows (``sklearn.config_context(
         working_memory=...)``, in MiB), so memory never grows with
-        ``n_fit * n_queries``.
+        ``n_fit * n_queries``. A memory-mapped fit set (``np.memmap``) is
+        not copied: the bank keeps the mapped rows (and one normalisation
+        factor per row, applied when a block is read) and is searched a
+        block of rows at a time, with the same scores as in memory.
+
+        Approximate search, for banks where the exact one is too slow:
+        ``"faiss-ivf"`` (inverted lists, ``IndexIVFFlat``) or
+        ``"faiss-hnsw"`` (a navigable graph, ``IndexHNSWFlat``), built at
+        fit time (both need faiss). They pick the candidates; the distances
+        of those found are still exact (float64), and fit rows are still
+        scored leave-one-out (``k + 1`` neighbours searched, the row itself
+        dropped by index). Some true neighbours may be missed (recall@k
+        below 1), which can only push the k-th distance up (the guidance
+        of :class:`NNGuide` down).
+    algorithm_params : dict, default=None
+        Parameters of an approximate ``algorithm`` (an error for the exact
+        ones): ``"faiss-ivf"``: ``nlist`` lists (default
+        ``round(sqrt(n_fit))``), ``nprobe`` of them searched (default
+        ``max(8, nlist // 64)``); ``"faiss-hnsw"``: ``M`` links per row
+        (default 32), ``efConstruction`` (default 40), ``efSearch`` (default
+        128; at least the number of candidates, ``n_neighbors + 9``).
+        More lists probed or a larger ``efSearch`` raise recall and cost
+        time.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the training of the ``"faiss-ivf"`` lists (their k-means and
+        its sample of fit rows); unused by the other algorithms.
     contamination : float in (0, 0.5] or None, default=0.05
         Fraction of the ID fit rows rejected by the leave-one-out threshold;
         ``None`` learns no threshold.
@@ -117,11 +158,19 @@ class KNN(BaseDetector):
         float32, half the memory; the ranking casts queries to it). With
         ``normalize=False``, the validated fit data itself (C-contiguous; not
         copied when it already was), divided by a power of two when its
-        entries lie outside :math:`[2^{-20}, 2^{20}]` (see above).
+        entries lie outside :math:`[2^{-20}, 2^{20}]` (see above). For a
+        memory-mapped fit set, a read-only view of the mapped rows that
+        normalises the rows read (``bank_[rows]``).
     algorithm_ : str
         Algorithm that ``algorithm`` resolved to at fit time. Scoring
         resolves ``algorithm`` again, so an ``"auto"`` model pickled where
         faiss was installed still scores where it is not.
+    index_ : object or None
+        The approximate index (``algorithm="faiss-ivf"`` or
+        ``"faiss-hnsw"``), None otherwise. It holds a float32 copy of the
+        bank and pickles through ``faiss.serialize_index``, so the pickle of
+        such a model is about that copy (plus the IVF centroids or the HNSW
+        links) larger.
     offset_ : float
         ``decision_function = score_samples - offset_``.
     n_features_in_ : int
@@ -144,6 +193,7 @@ class KNN(BaseDetector):
     """
 
     _family = "neighbors"
+    _dask_bank_builder = "knn"  # fit on a dask array keeps the bank sharded
 
     _parameter_constraints = {
         **BaseDetector._parameter_constraints,
@@ -152,20 +202,31 @@ class KNN(BaseDetector):
     }
 
     def __init__(
-        self, n_neighbors=50, normalize=True, algorithm="auto", *, contamination=0.05
+        self,
+        n_neighbors=50,
+        normalize=True,
+        algorithm="auto",
+        *,
+        algorithm_params=None,
+        random_state=None,
+        contamination=0.05,
     ):
         super().__init__(contamination=contamination)
         self.n_neighbors = n_neighbors
         self.normalize = normalize
         self.algorithm = algorithm
+        self.algorithm_params = algorithm_params
+        self.random_state = random_state
 
     def _fit(self, X, y):
         _check_n_neighbors(self.n_neighbors, X.shape[0])
+        params = check_algorithm_params(self.algorithm, self.algorithm_params)
         self.algorithm_ = resolve_algorithm(self.algorithm)
         if self.normalize:
-            self.bank_, self._bank_exponent = normalize_rows(X), 0
+            self.bank_, self._bank_exponent = normalized_bank(X), 0
         else:
             self.bank_, self._bank_exponent = rescale_rows(X)
+        self.index_ = _build_index(self, params, "l2")
 
     def _kth_distance(self, queries, dtype, exclude=None):
         distances, _ = kneighbors(
@@ -176,6 +237,7 @@ class KNN(BaseDetector):
             algorithm=self.algorithm,
             exclude=exclude,
             bank_exponent=self._bank_exponent,
+            index=self.index_,
         )
         return check_score_range(
             0.0 - distances[:, -1],
@@ -247,8 +309,14 @@ class NNGuide(BaseDetector):
     n_neighbors : int >= 1, default=10
         Number :math:`k` of neighbours averaged (the paper's default). The
         fit set needs at least ``n_neighbors + 1`` rows.
-    algorithm : {"auto", "numpy", "sklearn", "faiss"}, default="auto"
-        Exact maximum-inner-product search; see :class:`KNN`.
+    algorithm : str, default="auto"
+        Exact maximum-inner-product search (``"auto"``, ``"numpy"``,
+        ``"sklearn"``, ``"faiss"``), or an approximate one (``"faiss-ivf"``,
+        ``"faiss-hnsw"``); see :class:`KNN`.
+    algorithm_params : dict, default=None
+        Parameters of an approximate ``algorithm``; see :class:`KNN`.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the training of the ``"faiss-ivf"`` lists; see :class:`KNN`.
     contamination : float in (0, 0.5] or None, default=0.05
         Fraction of the ID fit rows rejected by the leave-one-out threshold;
         ``None`` learns no threshold.
@@ -263,10 +331,13 @@ class NNGuide(BaseDetector):
         Confidence-scaled normalised fit rows :math:`b_i`, in the dtype of
         the fit data (the ranking casts queries to it), divided by a power of
         two when their entries lie outside :math:`[2^{-20}, 2^{20}]` (as in
-        :class:`KNN`).
+        :class:`KNN`). For a memory-mapped fit set, a read-only view of the
+        mapped rows that scales the rows read (see :class:`KNN`).
     algorithm_ : str
         Algorithm that ``algorithm`` resolved to at fit time; see
         :class:`KNN`.
+    index_ : object or None
+        The approximate index, None for an exact search; see :class:`KNN`.
     offset_ : float
         ``decision_function = score_samples - offset_``.
     n_features_in_ : int
@@ -290,6 +361,7 @@ class NNGuide(BaseDetector):
     """
 
     _family = "neighbors"
+    _dask_bank_builder = "nnguide"  # fit on a dask array keeps the bank sharded
 
     _parameter_constraints = {
         **BaseDetector._parameter_constraints,
@@ -297,11 +369,22 @@ class NNGuide(BaseDetector):
         "head": [object],  # resolved and checked by check_head in fit
     }
 
-    def __init__(self, head, n_neighbors=10, algorithm="auto", *, contamination=0.05):
+    def __init__(
+        self,
+        head,
+        n_neighbors=10,
+        algorithm="auto",
+        *,
+        algorithm_params=None,
+        random_state=None,
+        contamination=0.05,
+    ):
         super().__init__(contamination=contamination)
         self.head = head
         self.n_neighbors = n_neighbors
         self.algorithm = algorithm
+        self.algorithm_params = algorithm_params
+        self.random_state = random_state
 
     def _confidence(self, X):
         out = np.empty(X.shape[0])
@@ -319,6 +402,7 @@ class NNGuide(BaseDetector):
     def _fit(self, X, y):
         self.coef_, self.intercept_ = check_head(self.head, X.shape[1])
         _check_n_neighbors(self.n_neighbors, X.shape[0])
+        params = check_algorithm_params(self.algorithm, self.algorithm_params)
         self.algorithm_ = resolve_algorithm(self.algorithm)
         # Unit rows times their confidence: the largest |entry| lies within a
         # factor sqrt(n_features) below max |c|, so dividing c by a power of
@@ -326,7 +410,9 @@ class NNGuide(BaseDetector):
         confidence = self._confidence(X)
         peak = np.abs(confidence).max() if len(confidence) else 0.0
         self._bank_exponent = range_exponent(peak)
-        self.bank_ = normalize_rows(X, scale=np.ldexp(confidence, -self._bank_exponent))
+        scale = np.ldexp(confidence, -self._bank_exponent)
+        self.bank_ = normalized_bank(X, scale=scale)
+        self.index_ = _build_index(self, params, "ip")
 
     def _guided(self, X, exclude=None):
         similarities, _ = kneighbors(
@@ -337,6 +423,7 @@ class NNGuide(BaseDetector):
             algorithm=self.algorithm,
             exclude=exclude,
             bank_exponent=self._bank_exponent,
+            index=self.index_,
         )
         # Both factors are finite; only their product may overflow.
         with np.errstate(over="ignore", invalid="ignore"):

@@ -141,6 +141,7 @@ class PNML(PartialFitMixin, BaseDetector):
 
     _family = "head-aware"
     _input_kind = "features"
+    _summed_stats = ("second_moment_sum_",)
 
     _parameter_constraints = {
         **BaseDetector._parameter_constraints,

@@ -80,6 +80,7 @@ class _PrincipalResidual(PartialFitMixin, BaseDetector):
     """
 
     _family = "head-aware"
+    _summed_stats = ("second_moment_sum_",)
 
     _parameter_constraints = {
         **BaseDetector._parameter_constraints,
@@ -295,6 +296,7 @@ class ViM(_PrincipalResidual):
     True
     """
 
+    _summed_stats = ("second_moment_sum_", "max_logit_sum_")
     _parameter_constraints = {
         **_PrincipalResidual._parameter_constraints,
         "residual_scale": [Interval(Real, 0, None, closed="neither"), None],
