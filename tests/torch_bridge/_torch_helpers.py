@@ -136,3 +136,25 @@ class RowStats(nn.Module):
 
     def __repr__(self):
         return "RowStats()"
+
+
+def cnn64(seed=0, n_classes=3, *, width=2, in_channels=1, dropout=0.0):
+    """A tiny float64 DigitsCNN in eval mode with non-trivial batch norm, for
+    float64 references of the model detectors."""
+    from sklearn_ood.torch import DigitsCNN
+
+    torch.manual_seed(seed)
+    model = DigitsCNN(
+        n_classes=n_classes, width=width, in_channels=in_channels, dropout=dropout
+    )
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+    return model.double().eval()
+
+
+def random_images(n=12, seed=0, *, channels=1, dtype=np.float64):
+    """``n`` seeded uniform images of shape (channels, 8, 8)."""
+    rng = np.random.default_rng(seed)
+    return rng.random((n, channels, 8, 8)).astype(dtype)

@@ -12,7 +12,7 @@ import copy
 
 import numpy as np
 import torch
-from _torch_helpers import MLP, NoLinear
+from _torch_helpers import MLP, NoLinear, cnn64, random_images
 from hypothesis import assume, given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
@@ -27,7 +27,6 @@ from sklearn_ood.detectors import Mahalanobis, MaxSoftmax
 from sklearn_ood.metrics import auroc, ood_scorer
 from sklearn_ood.torch import (
     ODIN,
-    DigitsCNN,
     GradNorm,
     Gram,
     MahalanobisPreprocessed,
@@ -39,26 +38,20 @@ from sklearn_ood.torch._gram import _gram_values
 # The shared trained model must stay on the CPU (other tests call it on CPU
 # tensors); CUDA is exercised by test_cuda_matches_cpu.
 CPU = "cpu"
+
+
+def _cnn64(seed=0, n_classes=3, **kwargs):
+    return cnn64(seed, n_classes, width=2, **kwargs)
+
+
+def _images(n=12, seed=0, **kwargs):
+    return random_images(n, seed, **kwargs)
+
+
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
 
 # ------------------------------------------------------------------ helpers
-def _cnn64(seed=0, n_classes=3, in_channels=1, dropout=0.0):
-    """A tiny float64 DigitsCNN in eval mode with non-trivial batch norm."""
-    torch.manual_seed(seed)
-    model = DigitsCNN(
-        n_classes=n_classes, width=2, in_channels=in_channels, dropout=dropout
-    )
-    for module in model.modules():
-        if isinstance(module, nn.BatchNorm2d):
-            module.running_mean.uniform_(-0.5, 0.5)
-            module.running_var.uniform_(0.5, 2.0)
-    return model.double().eval()
-
-
-def _images(n=12, seed=0, channels=1, dtype=np.float64):
-    rng = np.random.default_rng(seed)
-    return rng.random((n, channels, 8, 8)).astype(dtype)
 
 
 def _penultimate(model, x):

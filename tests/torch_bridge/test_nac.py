@@ -9,29 +9,23 @@ pytest.importorskip("torch")
 
 import numpy as np
 import torch
+from _torch_helpers import cnn64, random_images
 from sklearn.base import clone
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from sklearn_ood.metrics import auroc
-from sklearn_ood.torch import NAC, DigitsCNN
+from sklearn_ood.torch import NAC
 
 CPU = "cpu"
 
 
-def _cnn64(seed=0, n_classes=3, dropout=0.0):
-    """A tiny float64 DigitsCNN in eval mode with non-trivial batch norm."""
-    torch.manual_seed(seed)
-    model = DigitsCNN(n_classes=n_classes, width=4, dropout=dropout)
-    for module in model.modules():
-        if isinstance(module, nn.BatchNorm2d):
-            module.running_mean.uniform_(-0.5, 0.5)
-            module.running_var.uniform_(0.5, 2.0)
-    return model.double().eval()
+def _cnn64(seed=0, n_classes=3, **kwargs):
+    return cnn64(seed, n_classes, width=4, **kwargs)
 
 
-def _images(n=30, seed=0, dtype=np.float64):
-    return np.random.default_rng(seed).random((n, 1, 8, 8)).astype(dtype)
+def _images(n=30, seed=0, **kwargs):
+    return random_images(n, seed, **kwargs)
 
 
 def _authors_thresholds(m):

@@ -11,27 +11,21 @@ import copy
 
 import numpy as np
 import torch
+from _torch_helpers import cnn64, random_images
 from scipy.special import logsumexp
 from torch import nn
 
-from sklearn_ood.torch import DigitsCNN, RankFeat
+from sklearn_ood.torch import RankFeat
 
 CPU = "cpu"
 
 
-def _cnn64(seed=0, n_classes=3, dropout=0.0):
-    """A tiny float64 DigitsCNN in eval mode with non-trivial batch norm."""
-    torch.manual_seed(seed)
-    model = DigitsCNN(n_classes=n_classes, width=4, dropout=dropout)
-    for module in model.modules():
-        if isinstance(module, nn.BatchNorm2d):
-            module.running_mean.uniform_(-0.5, 0.5)
-            module.running_var.uniform_(0.5, 2.0)
-    return model.double().eval()
+def _cnn64(seed=0, n_classes=3, **kwargs):
+    return cnn64(seed, n_classes, width=4, **kwargs)
 
 
-def _images(n=12, seed=0, dtype=np.float64):
-    return np.random.default_rng(seed).random((n, 1, 8, 8)).astype(dtype)
+def _images(n=12, seed=0, **kwargs):
+    return random_images(n, seed, **kwargs)
 
 
 def _logits_without_rank1(model, x, layer):
