@@ -12,7 +12,11 @@ from scipy.spatial.distance import cdist
 from sklearn.utils._param_validation import Interval
 
 from sklearn_ood.base import BaseDetector, PartialFitMixin
-from sklearn_ood.detectors._head import check_head, head_logits, head_with_classes
+from sklearn_ood.detectors._head import (
+    check_head,
+    head_logits_fast,
+    head_with_classes,
+)
 from sklearn_ood.utils._grouping import group_sums
 from sklearn_ood.utils._validation import check_score_range
 from sklearn_ood.utils._warnings import warn
@@ -156,9 +160,10 @@ class SHE(PartialFitMixin, BaseDetector):
         self.pattern_counts_ = np.zeros(len(self.coef_), dtype=np.int64)
 
     def _update_stats(self, X, y):
-        # No float64 copy of X: head_logits and group_sums accumulate in
-        # float64 from float32 rows.
-        pred = head_logits(X, self.coef_, self.intercept_).argmax(axis=1)
+        # No float64 copy of X: head_logits_fast multiplies float32 rows in
+        # float32 blocks (same arg-max as float64) and group_sums accumulates
+        # in float64.
+        pred = head_logits_fast(X, self.coef_, self.intercept_).argmax(axis=1)
         if y is not None:
             correct = pred == _label_rows(y, self.head_classes_, "SHE")
             X, pred = X[correct], pred[correct]
@@ -196,8 +201,8 @@ class SHE(PartialFitMixin, BaseDetector):
 
     def _score(self, X):
         dtype = X.dtype
+        pred = head_logits_fast(X, self.coef_, self.intercept_).argmax(axis=1)
         X = np.asarray(X, dtype=np.float64)
-        pred = head_logits(X, self.coef_, self.intercept_).argmax(axis=1)
         with np.errstate(over="ignore", invalid="ignore"):
             scores = np.einsum("ij,ij->i", X, self.patterns_[pred])
         return check_score_range(scores, dtype, "SHE")
@@ -327,9 +332,10 @@ class fDBD(_TrainMeanDetector):
 
     def _score(self, X):
         dtype = X.dtype
+        with np.errstate(over="ignore", invalid="ignore"):
+            logits = head_logits_fast(X, self.coef_, self.intercept_)
         X = np.asarray(X, dtype=np.float64)
         with np.errstate(over="ignore", invalid="ignore"):
-            logits = head_logits(X, self.coef_, self.intercept_)
             pred = logits.argmax(axis=1)
             gaps = logits[np.arange(len(X)), pred][:, np.newaxis] - logits
             boundary = np.sum(gaps / self.weight_distances_[pred], axis=1)
@@ -419,9 +425,10 @@ class NCI(_TrainMeanDetector):
 
     def _score(self, X):
         dtype = X.dtype
+        with np.errstate(over="ignore", invalid="ignore"):
+            pred = head_logits_fast(X, self.coef_, self.intercept_).argmax(axis=1)
         X = np.asarray(X, dtype=np.float64)
         with np.errstate(over="ignore", invalid="ignore"):
-            pred = head_logits(X, self.coef_, self.intercept_).argmax(axis=1)
             Z = X - self.mean_
             proximity = np.einsum("ij,ij->i", Z, self.coef_[pred]) / _floored_norm(Z)
             scores = proximity

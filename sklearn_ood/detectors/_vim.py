@@ -62,6 +62,67 @@ def _row_norms(R):
     return norms
 
 
+# float32 features: products run in float32 blocks of this many rows, each
+# block's result taken to float64 before it is summed or used, so that no
+# float64 copy of the data is made. A block whose float32 products leave the
+# float32 range is redone in float64.
+_BLOCK_ROWS = 4096
+
+
+def _row_blocks(n_rows):
+    return (
+        slice(start, start + _BLOCK_ROWS) for start in range(0, n_rows, _BLOCK_ROWS)
+    )
+
+
+def _float32_ok(X, *arrays):
+    """Whether the float32 block path applies: float32 data, float32 operands."""
+    if X.dtype != np.float32:
+        return False
+    big = np.finfo(np.float32).max
+    return all(np.all(np.abs(a) <= big) for a in arrays)
+
+
+def _centred_gram(X, origin):
+    """``(X - origin).T @ (X - origin)`` in float64.
+
+    float32 ``X``: float32 blocks of :data:`_BLOCK_ROWS` rows summed in float64
+    (relative error of each entry about ``1e-6`` of the product of the row
+    norms, see :class:`ViM`); float64 ``X``: float64 throughout.
+    """
+    if not _float32_ok(X, origin):
+        Z = np.subtract(X, origin, dtype=np.float64)
+        with np.errstate(over="ignore", invalid="ignore"):
+            return Z.T @ Z
+    origin32 = origin.astype(np.float32)
+    gram = np.zeros((X.shape[1], X.shape[1]))
+    for rows in _row_blocks(X.shape[0]):
+        with np.errstate(over="ignore", invalid="ignore"):
+            Z = X[rows] - origin32
+            block = Z.T @ Z
+            if not np.all(np.isfinite(block)):
+                Z = np.subtract(X[rows], origin, dtype=np.float64)
+                block = Z.T @ Z
+            gram += block
+    return gram
+
+
+def _logits(X, W, b):
+    """Float64 logits ``X @ W.T + b``; float32 ``X`` in float32 row blocks."""
+    if not _float32_ok(X, W):
+        return head_logits(X, W, b)
+    W32 = W.astype(np.float32).T
+    logits = np.empty((X.shape[0], W.shape[0]))
+    for rows in _row_blocks(X.shape[0]):
+        with np.errstate(over="ignore", invalid="ignore"):
+            block = X[rows] @ W32
+        if not np.all(np.isfinite(block)):
+            block = head_logits(X[rows], W, np.zeros_like(b))
+        logits[rows] = block
+    logits += b
+    return logits
+
+
 _FLOAT_RANGE = (
     "Rescale the features (e.g. divide them by a power of ten, or fit a "
     "StandardScaler on the in-distribution rows)."
@@ -115,9 +176,7 @@ class _PrincipalResidual(PartialFitMixin, BaseDetector):
 
     def _added_second_moments(self, X):
         """``second_moment_sum_`` with the rows of ``X`` added (not stored)."""
-        Z = np.subtract(X, self.origin_, dtype=np.float64)
-        with np.errstate(over="ignore", invalid="ignore"):
-            moment = Z.T @ Z
+        moment = _centred_gram(X, self.origin_)
         if not np.all(np.isfinite(moment)):
             raise self._overflow_error()
         second_moment_sum = self.second_moment_sum_ + moment
@@ -157,9 +216,24 @@ class _PrincipalResidual(PartialFitMixin, BaseDetector):
 
     def _residual(self, X):
         """``||(x - o) projected off the principal subspace||`` of each row."""
-        centred = np.subtract(X, self.origin_, dtype=np.float64)
-        with np.errstate(over="ignore", invalid="ignore"):
-            return _row_norms(centred @ self.residual_components_.T)
+        R = self.residual_components_
+        if not _float32_ok(X, self.origin_, R):
+            centred = np.subtract(X, self.origin_, dtype=np.float64)
+            with np.errstate(over="ignore", invalid="ignore"):
+                return _row_norms(centred @ R.T)
+        origin32, R32 = self.origin_.astype(np.float32), R.astype(np.float32).T
+        norms = np.empty(X.shape[0])
+        for rows in _row_blocks(X.shape[0]):
+            with np.errstate(over="ignore", invalid="ignore"):
+                residual = (X[rows] - origin32) @ R32
+            if np.all(np.isfinite(residual)):
+                residual = residual.astype(np.float64)
+                norms[rows] = np.sqrt(np.einsum("ij,ij->i", residual, residual))
+            else:  # float32 overflow: this block in float64
+                centred = np.subtract(X[rows], self.origin_, dtype=np.float64)
+                with np.errstate(over="ignore", invalid="ignore"):
+                    norms[rows] = _row_norms(centred @ R.T)
+        return norms
 
 
 class ViM(_PrincipalResidual):
@@ -214,6 +288,19 @@ class ViM(_PrincipalResidual):
     finite score; a row whose logits or score leave the float
     range (float32 for float32 input) makes ``score_samples`` raise a
     ``ValueError``.
+
+    float32 features are never copied to float64: the second moments, the
+    logits and the residuals are products taken in float32 blocks of 4,096
+    rows, each block's result summed (or used) in float64; a block whose
+    float32 products overflow is redone in float64. Against float64
+    products of the same features, the entries of ``second_moment_sum_``
+    differ by about ``1e-6`` of the largest (tested: ``1e-5``), and the
+    logits and residual norms under a given subspace by about ``1e-6``
+    relative (tested: ``1e-5``). The principal subspace, and with it the
+    scores, moves by that error divided by the relative eigen-gap at
+    ``n_components``: about ``1e-3`` of the score range on 50,000 x 512
+    ReLU features split at :math:`D = 256`, where the eigenvalues around
+    :math:`D` are close. float64 features get float64 products throughout.
 
     Parameters
     ----------
@@ -318,7 +405,7 @@ class ViM(_PrincipalResidual):
     def _update_stats(self, X, y):
         second_moment_sum = self._added_second_moments(X)
         with np.errstate(over="ignore", invalid="ignore"):
-            logits = head_logits(X, self.coef_, self.intercept_)
+            logits = _logits(X, self.coef_, self.intercept_)
             max_logit_sum = self.max_logit_sum_ + float(logits.max(axis=1).sum())
         # Checked before anything is merged; rebound, never updated in place,
         # so that partial_fit can restore the previous sums.
@@ -340,7 +427,7 @@ class ViM(_PrincipalResidual):
     # offset_ keeps each sampled row's energy and residual, so that it follows
     # residual_scale_ when a stream re-matches it.
     def _threshold_terms(self, X_id):
-        energy = logsumexp64(head_logits(X_id, self.coef_, self.intercept_))
+        energy = logsumexp64(_logits(X_id, self.coef_, self.intercept_))
         return np.column_stack([energy, self._residual(X_id)])
 
     def _scores_from_terms(self, terms):
@@ -391,7 +478,7 @@ class ViM(_PrincipalResidual):
     # --------------------------------------------------------------- scoring
     def _score(self, X):
         with np.errstate(over="ignore", invalid="ignore"):
-            energy = logsumexp64(head_logits(X, self.coef_, self.intercept_))
+            energy = logsumexp64(_logits(X, self.coef_, self.intercept_))
             scores = energy - self.residual_scale_ * self._residual(X)
         bad = ~(np.abs(scores) <= np.finfo(X.dtype).max)  # NaN, inf, float32
         if bad.any():
@@ -429,7 +516,9 @@ class Residual(_PrincipalResidual):
     Higher is more in-distribution: a row far outside the subspace the ID
     features span scores low, whatever its logits. The head enters only
     through the origin :math:`u`. The fit is a sum of second moments, so
-    :meth:`partial_fit` streams exactly.
+    :meth:`partial_fit` streams exactly. float32 features are multiplied in
+    float32 blocks summed in float64, with the accuracy stated in
+    :class:`ViM`.
 
     pytorch-ood 0.4.0 has no Residual detector. Its ``ViM`` computes the same
     residual inside its score: ours is

@@ -66,3 +66,46 @@ def test_callable_head_is_built_for_the_feature_count():
 def test_bad_heads_raise(head, match):
     with pytest.raises(ValueError, match=match):
         check_head(head, n_features=3)
+
+
+# ------------------------------------------------------ float32 fast logits
+def test_head_logits_fast_float32_bound_and_argmax():
+    """float32 rows: float32 products within the stated bound, and the
+    float64 arg-max even for rows built to tie (redone in float64)."""
+    from sklearn_ood.detectors._head import head_logits, head_logits_fast
+
+    rng = np.random.default_rng(0)
+    n_features = 64
+    W = rng.normal(size=(7, n_features))
+    b = rng.normal(size=7)
+    X = rng.normal(size=(9000, n_features)).astype(np.float32)  # 3 blocks
+    # Rows on the boundary between classes 0 and 1 (up to float32 rounding).
+    direction = (W[0] - W[1]) / np.linalg.norm(W[0] - W[1])
+    ties = X[:500].astype(np.float64)
+    ties -= np.outer(
+        ties @ direction + (b[0] - b[1]) / np.linalg.norm(W[0] - W[1]), direction
+    )
+    ties[:, :] += 1e-9 * rng.normal(size=ties.shape)
+    X[:500] = ties.astype(np.float32)
+    fast, exact = head_logits_fast(X, W, b), head_logits(X, W, b)
+    bound = (
+        (n_features + 2)
+        * 2.0**-24
+        * np.linalg.norm(X.astype(np.float64), axis=1)[:, None]
+        * np.linalg.norm(W, axis=1)[None]
+    )
+    assert np.all(np.abs(fast - exact) <= bound)
+    np.testing.assert_array_equal(fast.argmax(axis=1), exact.argmax(axis=1))
+    # float64 rows: the float64 logits themselves.
+    np.testing.assert_array_equal(head_logits_fast(X.astype(np.float64), W, b), exact)
+
+
+def test_head_logits_fast_float32_overflow_is_redone_in_float64():
+    from sklearn_ood.detectors._head import head_logits, head_logits_fast
+
+    rng = np.random.default_rng(1)
+    W, b = rng.normal(size=(3, 5)) * 1e30, np.zeros(3)
+    X = rng.normal(size=(10, 5)).astype(np.float32) * np.float32(1e20)
+    fast = head_logits_fast(X, W, b)  # products of about 1e50
+    assert np.all(np.isfinite(fast))
+    np.testing.assert_array_equal(fast, head_logits(X, W, b))

@@ -299,6 +299,43 @@ def _fit(det, X, y=None):
         return det.fit(X, y)
 
 
+def test_float32_blocks_match_float64_products():
+    """float32 features: float32 blocks summed in float64, as the docstring
+    states (moments to 1e-5 of the largest entry, logits and residuals under
+    one subspace to 1e-5 relative); two blocks and a ragged one."""
+    X, _, W, b = _problem(n=9000, d=40, c=5)
+    X32 = X.astype(np.float32)
+    X64 = X32.astype(np.float64)  # the same features, float64 products
+    det32 = ViM(head=(W, b), n_components=10).fit(X32)
+    det64 = ViM(head=(W, b), n_components=10).fit(X64)
+    moment64 = det64.second_moment_sum_
+    assert np.max(np.abs(det32.second_moment_sum_ - moment64)) <= 1e-5 * np.max(
+        np.abs(moment64)
+    )
+    np.testing.assert_allclose(det32.max_logit_sum_, det64.max_logit_sum_, rtol=1e-5)
+    np.testing.assert_allclose(
+        det64._residual(X32), det64._residual(X64), rtol=1e-5, atol=0
+    )
+    np.testing.assert_allclose(
+        det32.score_samples(X32), det64.score_samples(X64), rtol=1e-4, atol=1e-4
+    )
+
+
+def test_float32_block_overflow_is_redone_in_float64():
+    """A float32 block whose products leave the float32 range (features of
+    1e20: squares of 1e40) is summed from float64 products instead."""
+    X, _, W, b = _problem(n=300, d=6, c=3)
+    X32 = (X * 1e20).astype(np.float32)
+    det32 = ViM(head=(W, b), n_components=3).fit(X32)
+    det64 = ViM(head=(W, b), n_components=3).fit(X32.astype(np.float64))
+    np.testing.assert_allclose(
+        det32.second_moment_sum_, det64.second_moment_sum_, rtol=1e-12
+    )
+    # The logits (about 1e21) stay in float32 range: float32 products.
+    np.testing.assert_allclose(det32.max_logit_sum_, det64.max_logit_sum_, rtol=1e-5)
+    np.testing.assert_allclose(det32.residual_scale_, det64.residual_scale_, rtol=1e-5)
+
+
 @given(shapes, st.randoms(use_true_random=False))
 def test_scores_are_row_wise(shape, random):
     X, W, b = _draw(*shape)
