@@ -30,9 +30,11 @@ b. 1,000 classes x 1,024 dims, 20,000 fit rows, 5,000 test rows:
    Mahalanobis, RMD, GMM, KLMatching, ViM.
 c. KNN bank of 1,000,000 x 256 float32, 10,000 queries, k=50: ours with the
    NumPy and faiss algorithms against theirs (scikit-learn brute force).
+d. 200,000 x 256 float32 fit rows, 100 classes, 2,000 queries: the Gaussian
+   family where the fit dominates (Mahalanobis, RMD, GMM, MultiMahalanobis).
 
 Case a runs in this process (pairs marked heavy run their pytorch-ood side in
-an isolated worker, except with ``--quick``). Cases b and c run every
+an isolated worker, except with ``--quick``). Cases b, c and d run every
 detector, ours and theirs, in worker subprocesses with a memory cap
 (``--mem-limit``: RLIMIT_AS plus an RSS watchdog) and a time limit
 (``--timeout``), so that an out-of-memory or a runaway shows up as
@@ -75,11 +77,13 @@ CASES = {
     "a": dict(n_train=50_000, n_features=512, n_classes=100, n_test=10_000),
     "b": dict(n_train=20_000, n_features=1024, n_classes=1000, n_test=5_000),
     "c": dict(n_train=1_000_000, n_features=256, n_classes=100, n_test=10_000),
+    "d": dict(n_train=200_000, n_features=256, n_classes=100, n_test=2_000),
 }
 QUICK_CASES = {
     "a": dict(n_train=5_000, n_features=256, n_classes=50, n_test=1_000),
     "b": dict(n_train=2_000, n_features=512, n_classes=100, n_test=500),
     "c": dict(n_train=50_000, n_features=256, n_classes=100, n_test=1_000),
+    "d": dict(n_train=20_000, n_features=256, n_classes=100, n_test=200),
 }
 CASE_TITLES = {
     "a": "a: {n_train:,} x {n_features} features, {n_classes} classes, "
@@ -88,6 +92,8 @@ CASE_TITLES = {
     "{n_test:,} test rows (each run in a capped worker)",
     "c": "c: KNN bank {n_train:,} x {n_features} float32, {n_test:,} queries, k=50 "
     "(each run in a capped worker)",
+    "d": "d: {n_train:,} x {n_features} float32 fit rows, {n_classes} classes, "
+    "{n_test:,} queries: Gaussian fits (each run in a capped worker)",
 }
 # Their MultiMahalanobis forms a B x B matrix per class (the diagonal of
 # z P z^T), so it is fed batches as a DataLoader would; see README.
@@ -353,7 +359,7 @@ def _pairs():
         lambda c, t: t.Mahalanobis(None),
         lambda s, c: -2.0 * c.n_train * s,
         "-2N x theirs (they invert the undivided scatter + 1e-6 I, halve)",
-        cases=("a", "b"),
+        cases=("a", "b", "d"),
     )
     add(
         "RMD",
@@ -363,7 +369,7 @@ def _pairs():
         lambda c, t: t.RMD(None),
         lambda s, c: -1.0 * c.n_train * s,
         "-N x theirs (undivided scatters + 1e-6 I)",
-        cases=("a", "b"),
+        cases=("a", "b", "d"),
     )
     add(
         "GMM",
@@ -374,7 +380,7 @@ def _pairs():
         _neg,
         "-theirs (reg_covar=1e-6, their reg=1e-6; theirs computes in float64)",
         heavy=True,
-        cases=("a", "b"),
+        cases=("a", "b", "d"),
     )
     add(
         "MultiMahalanobis",
@@ -385,6 +391,7 @@ def _pairs():
         lambda s, c: -2.0 * c.n_train * s,
         "-2N x theirs (layer weights 1, 1; their predict fed "
         f"{THEIR_STRUCTURED_BATCH}-row batches: it builds a B x B matrix per class)",
+        cases=("a", "d"),
     )
     # ---- neighbours
     add(
@@ -738,7 +745,7 @@ def worker_main(spec_file):
     except ImportError:
         pass
     bu.limit_threads(spec["threads"])
-    ctx = Ctx(make_data(sizes, spec["seed"], head=spec["case"] != "c"), sizes)
+    ctx = Ctx(make_data(sizes, spec["seed"], head=spec["case"] in ("a", "b")), sizes)
     _warm_up(lib)
     warm_ctx = ctx.subset()
     gc.freeze()  # full collections between runs then skip the setup objects
@@ -1056,7 +1063,7 @@ def parse_args(argv=None):
         description="sklearn-ood vs pytorch-ood 0.4.0: fit/score time, peak "
         "memory and score agreement on the same synthetic features."
     )
-    parser.add_argument("--cases", default="a,b,c", help="comma list of a, b, c")
+    parser.add_argument("--cases", default="a,b,c", help="comma list of a, b, c, d")
     parser.add_argument(
         "--quick",
         action="store_true",
@@ -1136,7 +1143,7 @@ def main(argv=None):
     cases = [c.strip() for c in args.cases.split(",") if c.strip()]
     unknown = set(cases) - set(CASES)
     if unknown:
-        raise SystemExit(f"unknown case(s) {sorted(unknown)}; choose from a, b, c")
+        raise SystemExit(f"unknown case(s) {sorted(unknown)}; choose from a, b, c, d")
     if "a" in cases:
         import pytorch_ood.detector  # noqa: F401 - load before limiting threads
         import torch  # noqa: F401

@@ -87,6 +87,11 @@ def _row_batches(n_rows, floats_per_row):
     return row_chunks(n_rows, 8 * max(floats_per_row, 1))
 
 
+# Rows per block of ClassStats._update_block: gathered in class order into a
+# small buffer of the input dtype, then centred in a float64 buffer.
+_BLOCK_ROWS = 4096
+
+
 def _centred(X, rows, columns, center):
     """float64 ``X[rows, columns] - center`` (C order)."""
     block = X[rows] if columns is None else X[rows, columns]
@@ -260,23 +265,95 @@ class ClassStats:
         return new
 
     def _update_block(self, X, labels):
-        """Merge one block into this (private) object's arrays."""
+        """Merge one block into this (private) object's arrays.
+
+        The rows are visited in class order, ``_BLOCK_ROWS`` at a time, by
+        gathering them into one small buffer of their own dtype (no sorted
+        or float64 copy of the whole block): a first pass sums them per class
+        in float64, a second centres them at their class means into a small
+        float64 buffer and adds its scatter (float64 products, so float32
+        input loses nothing against a float64 copy of it).
+        """
+        K = len(self.labels)
         idx = np.searchsorted(self.labels, labels)
-        order = np.argsort(idx, kind="stable")
+        # Small integers sort stably by radix sort.
+        key = idx.astype(np.int16) if K < 2**15 else idx
+        order = np.argsort(key, kind="stable")
         idx = idx[order]
-        X = np.asarray(X[order], dtype=np.float64)  # sorted copy, centred below
-        present, starts, n_b = np.unique(idx, return_index=True, return_counts=True)
-        segments = [slice(a, a + n) for a, n in zip(starts, n_b)]
-        mean_b = np.add.reduceat(X, starts, axis=0) / n_b[:, None]
-        for seg, mean in zip(segments, mean_b):
-            X[seg] -= mean
+        if X.dtype not in (np.float32, np.float64):
+            X = np.asarray(X, dtype=np.float64)
+        d = X.shape[1]
+        counts = np.bincount(idx, minlength=K)
+        present = np.flatnonzero(counts)
+        n_b = counts[present]
+        ends = np.cumsum(counts)
+        starts = ends - counts
+        n_buf = min(_BLOCK_ROWS, len(idx))
+        buf = np.empty((n_buf, d), dtype=X.dtype)
+        buf64 = buf if X.dtype == np.float64 else np.empty((n_buf, d))
+        contiguous = X.flags.c_contiguous
+
+        def blocks():
+            """``(rows, B, pieces)``: the rows of one block of the class
+            order gathered into ``B``, with ``(k, a, b)`` for its classes."""
+            for s in range(0, len(idx), _BLOCK_ROWS):
+                e = min(s + _BLOCK_ROWS, len(idx))
+                B = buf[: e - s]
+                if contiguous:
+                    np.take(X, order[s:e], axis=0, out=B)
+                else:  # np.take is slow on a column slice of a wider array
+                    B[...] = X[order[s:e]]
+                pieces = [
+                    (k, max(starts[k], s) - s, min(ends[k], e) - s)
+                    for k in range(idx[s], idx[e - 1] + 1)
+                    if counts[k]
+                ]
+                yield slice(s, e), B, pieces
+
+        sums = np.zeros((K, d))
+        for _, B, pieces in blocks():
+            for k, lo, hi in pieces:
+                sums[k] += np.add.reduce(B[lo:hi], axis=0, dtype=np.float64)
+        mean_b = sums[present] / n_b[:, None]
+        center = np.zeros((K, d))
+        center[present] = mean_b
         # Chan et al.: merge (n_a, mean_a, M2_a) with the block's (n_b, ...).
         n_a = self.counts[present]
         n = n_a + n_b
         delta = mean_b - self.means[present]
         weight = n_a * n_b / n
+        means = self.means.copy()
+        means[present] += delta * (n_b / n)[:, None]
+        new_counts = self.counts.copy()
+        new_counts[present] = n
+        per_class = self.class_scatter is not None
+        scatter = np.zeros((d, d))
+        if per_class:
+            class_b = np.zeros((len(present), d, d))
+            slot = np.zeros(K, dtype=np.int64)
+            slot[present] = np.arange(len(present))
+        if self.fourth is not None:
+            # Rows about the updated class means, then about the grand mean.
+            fourth_b = np.zeros(K)
+            fourth_total_b = 0.0
+            shift = center - means
+            grand = means - new_counts @ means / new_counts.sum()
+        for rows, B, pieces in blocks():
+            R = buf64[: len(B)]
+            for k, lo, hi in pieces:
+                np.subtract(B[lo:hi], center[k], out=R[lo:hi])
+                if per_class:
+                    class_b[slot[k]] += R[lo:hi].T @ R[lo:hi]
+            scatter += R.T @ R
+            if self.fourth is not None:
+                ib = idx[rows]
+                resid = R + shift[ib]
+                r2 = np.einsum("ij,ij->i", resid, resid)
+                fourth_b += np.bincount(ib, r2**2, minlength=K)
+                resid += grand[ib]
+                r2 = np.einsum("ij,ij->i", resid, resid)
+                fourth_total_b += float(np.sum(r2**2))
         # The block's statistics are checked before anything is merged.
-        scatter = X.T @ X
         scatter += (delta * weight[:, None]).T @ delta
         if not (np.all(np.isfinite(mean_b)) and np.all(np.isfinite(scatter))):
             raise _overflow_error()
@@ -284,21 +361,15 @@ class ClassStats:
         if not np.all(np.isfinite(within)):
             raise _overflow_error()
         self.within = within
-        self.means[present] += delta * (n_b / n)[:, None]
-        self.counts[present] = n
-        if self.class_scatter is not None:
-            for j, (k, seg) in enumerate(zip(present, segments)):
-                self.class_scatter[k] += X[seg].T @ X[seg]
+        self.means = means
+        self.counts = new_counts
+        if per_class:
+            for j, k in enumerate(present):
+                self.class_scatter[k] += class_b[j]
                 self.class_scatter[k] += weight[j] * np.outer(delta[j], delta[j])
         if self.fourth is not None:
-            # Rows about the updated class means, then about the grand mean.
-            shift = np.repeat(mean_b - self.means[present], n_b, axis=0)
-            resid = X + shift
-            r2 = np.einsum("ij,ij->i", resid, resid)
-            self.fourth += np.bincount(idx, r2**2, minlength=len(self.labels))
-            resid += self.means[idx] - self.total_mean()
-            r2 = np.einsum("ij,ij->i", resid, resid)
-            self.fourth_total += float(np.sum(r2**2))
+            self.fourth += fourth_b
+            self.fourth_total += fourth_total_b
             if not (
                 np.all(np.isfinite(self.fourth)) and np.isfinite(self.fourth_total)
             ):

@@ -628,3 +628,42 @@ def test_rmd_is_not_monotone_along_a_ray_leaving_a_class_mean():
     assert np.all(np.diff(scores) > 0)  # moving away scores *higher*
     # Mahalanobis on the same data falls along the same steps.
     assert np.all(np.diff(Mahalanobis().fit(X, y).score_samples(steps)) < 0)
+
+
+@pytest.mark.parametrize("columns", [None, slice(1, 5), np.array([4, 0, 2])])
+def test_blocked_class_stats_equal_float64_reference(monkeypatch, columns):
+    """The class-ordered row blocks of ClassStats (float32 rows gathered in
+    small buffers, centred and multiplied in float64) give the statistics of
+    a float64 copy of the rows to rounding, with classes spanning blocks."""
+    from sklearn_ood.detectors import _gaussian
+
+    monkeypatch.setattr(_gaussian, "_BLOCK_ROWS", 37)  # many blocks and pieces
+    X, y, _ = _data(n=500, d=6)
+    X32 = (X + 1e4).astype(np.float32)
+    X64 = X32.astype(np.float64)  # the same values, exactly
+    cols = slice(None) if columns is None else columns
+    width = X64[:, cols].shape[1]
+
+    def stats(Z):
+        s = _gaussian.ClassStats(
+            width, columns=columns, per_class=True, fourth_moments=True
+        )
+        return s.with_rows(Z, y)
+
+    s32 = stats(X32)
+    means, centred = ref_means_and_within(X64[:, cols], y)
+    np.testing.assert_allclose(s32.means, means, rtol=1e-13)
+    np.testing.assert_allclose(s32.within, centred.T @ centred, rtol=1e-11)
+    for k, label in enumerate(LABELS):
+        part = centred[y == label]
+        np.testing.assert_allclose(s32.class_scatter[k], part.T @ part, rtol=1e-11)
+    r2 = np.einsum("ij,ij->i", centred, centred)
+    fourth = np.bincount(np.searchsorted(LABELS, y), r2**2)
+    np.testing.assert_allclose(s32.fourth, fourth, rtol=1e-11)
+    about_grand = X64[:, cols] - X64[:, cols].mean(axis=0)
+    g2 = np.einsum("ij,ij->i", about_grand, about_grand)
+    assert s32.fourth_total == pytest.approx(np.sum(g2**2), rel=1e-11)
+    # float32 and float64 rows with the same values: the same statistics.
+    s64 = stats(X64)
+    np.testing.assert_allclose(s32.within, s64.within, rtol=1e-13)
+    np.testing.assert_allclose(s32.class_scatter, s64.class_scatter, rtol=1e-13)
