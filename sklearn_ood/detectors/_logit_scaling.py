@@ -114,9 +114,6 @@ class LTS(BaseShapedLogitDetector):
     array([5.3615, 2.1269])
     """
 
-    _family = "activation-shaping"
-    _input_kind = "features"
-
     _parameter_constraints = {
         **BaseShapedLogitDetector._parameter_constraints,
         "percentile": [Interval(Real, 0, 100, closed="left")],

@@ -114,7 +114,6 @@ class MCM(BaseDetector):
     """
 
     _family = "head-aware"
-    _input_kind = "features"
     _stateless = True
 
     _parameter_constraints = {

@@ -140,7 +140,6 @@ class PNML(PartialFitMixin, BaseDetector):
     """
 
     _family = "head-aware"
-    _input_kind = "features"
     _summed_stats = ("second_moment_sum_",)
 
     _parameter_constraints = {

@@ -178,9 +178,6 @@ class VRA(BaseShapedLogitDetector):
     array([0.6931, 2.8133, 3.8133, 3.5633])
     """
 
-    _family = "activation-shaping"
-    _input_kind = "features"
-
     _parameter_constraints = {
         **BaseShapedLogitDetector._parameter_constraints,
         "lower_percentile": [Interval(Real, 0, 100, closed="both")],
