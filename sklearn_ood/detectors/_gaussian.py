@@ -147,6 +147,12 @@ def check_scores(scores, dtype, owner, what="squared Mahalanobis distance"):
     )
 
 
+def _pairwise_means(n_a, mean_a, n_b, mean_b):
+    """Means of the union of two row sets per class (Chan et al.):
+    ``mu_a + (mu_b - mu_a) n_b / (n_a + n_b)``, exact when ``n_a = 0``."""
+    return mean_a + (mean_b - mean_a) * (n_b / (n_a + n_b))[:, None]
+
+
 class ClassStats:
     """Float64 per-class counts, means and scatter matrices of a stream.
 
@@ -317,23 +323,19 @@ class ClassStats:
         mean_b = sums[present] / n_b[:, None]
         center = np.zeros((K, d))
         center[present] = mean_b
-        # Chan et al.: merge (n_a, mean_a, M2_a) with the block's (n_b, ...).
-        n_a = self.counts[present]
-        n = n_a + n_b
-        delta = mean_b - self.means[present]
-        weight = n_a * n_b / n
-        means = self.means.copy()
-        means[present] += delta * (n_b / n)[:, None]
-        new_counts = self.counts.copy()
-        new_counts[present] = n
         per_class = self.class_scatter is not None
-        scatter = np.zeros((d, d))
+        within_b = np.zeros((d, d))
         if per_class:
             class_b = np.zeros((len(present), d, d))
             slot = np.zeros(K, dtype=np.int64)
             slot[present] = np.arange(len(present))
         if self.fourth is not None:
             # Rows about the updated class means, then about the grand mean.
+            new_counts = self.counts.copy()
+            new_counts[present] += n_b
+            means = self.means.copy()
+            n_a = self.counts[present]
+            means[present] = _pairwise_means(n_a, means[present], n_b, mean_b)
             fourth_b = np.zeros(K)
             fourth_total_b = 0.0
             shift = center - means
@@ -344,7 +346,7 @@ class ClassStats:
                 np.subtract(B[lo:hi], center[k], out=R[lo:hi])
                 if per_class:
                     class_b[slot[k]] += R[lo:hi].T @ R[lo:hi]
-            scatter += R.T @ R
+            within_b += R.T @ R
             if self.fourth is not None:
                 ib = idx[rows]
                 resid = R + shift[ib]
@@ -354,19 +356,11 @@ class ClassStats:
                 r2 = np.einsum("ij,ij->i", resid, resid)
                 fourth_total_b += float(np.sum(r2**2))
         # The block's statistics are checked before anything is merged.
-        scatter += (delta * weight[:, None]).T @ delta
-        if not (np.all(np.isfinite(mean_b)) and np.all(np.isfinite(scatter))):
+        if not (np.all(np.isfinite(mean_b)) and np.all(np.isfinite(within_b))):
             raise _overflow_error()
-        within = self.within + scatter
-        if not np.all(np.isfinite(within)):
-            raise _overflow_error()
-        self.within = within
-        self.means = means
-        self.counts = new_counts
-        if per_class:
-            for j, k in enumerate(present):
-                self.class_scatter[k] += class_b[j]
-                self.class_scatter[k] += weight[j] * np.outer(delta[j], delta[j])
+        self._add_pairwise(
+            present, n_b, mean_b, within_b, class_b if per_class else None
+        )
         if self.fourth is not None:
             self.fourth += fourth_b
             self.fourth_total += fourth_total_b
@@ -380,6 +374,31 @@ class ClassStats:
                     "or rescale the features (e.g. fit a StandardScaler on the "
                     "in-distribution rows)."
                 )
+
+    def _add_pairwise(self, present, n_b, mean_b, within_b, class_b=None):
+        """Merge the statistics of other rows into this (private) object's
+        arrays: the pairwise update of Chan, Golub & LeVeque.
+
+        Per class ``k = present[j]``: ``n = n_a + n_b``, ``delta = mu_b -
+        mu_a``, ``mu = mu_a + delta n_b / n`` and ``M = M_a + M_b + (n_a n_b
+        / n) delta delta^T``. ``within_b`` (and ``class_b[j]``) are the
+        other rows' scatters about their own class means.
+        """
+        n_a = self.counts[present]
+        n = n_a + n_b
+        delta = mean_b - self.means[present]
+        weight = n_a * n_b / n
+        with np.errstate(over="ignore", invalid="ignore"):
+            within = self.within + within_b + (delta * weight[:, None]).T @ delta
+        if not np.all(np.isfinite(within)):
+            raise _overflow_error()
+        self.within = within
+        self.means[present] = _pairwise_means(n_a, self.means[present], n_b, mean_b)
+        self.counts[present] = n
+        if class_b is not None:
+            for j, k in enumerate(present):
+                self.class_scatter[k] += class_b[j]
+                self.class_scatter[k] += weight[j] * np.outer(delta[j], delta[j])
 
     def merged(self, other):
         """Statistics of the rows of both objects, as a new object.
@@ -409,21 +428,9 @@ class ClassStats:
         if not new._add_labels(other.labels):
             new._own_arrays()
         present = np.searchsorted(new.labels, other.labels)
-        n_a, n_b = new.counts[present], other.counts
-        n = n_a + n_b
-        delta = other.means - new.means[present]
-        weight = n_a * n_b / n
-        with np.errstate(over="ignore", invalid="ignore"):
-            within = new.within + other.within + (delta * weight[:, None]).T @ delta
-        if not np.all(np.isfinite(within)):
-            raise _overflow_error()
-        new.within = within
-        new.means[present] += delta * (n_b / n)[:, None]
-        new.counts[present] = n
-        if new.class_scatter is not None:
-            for j, k in enumerate(present):
-                new.class_scatter[k] += other.class_scatter[j]
-                new.class_scatter[k] += weight[j] * np.outer(delta[j], delta[j])
+        new._add_pairwise(
+            present, other.counts, other.means, other.within, other.class_scatter
+        )
         if new.fourth is not None:
             new.fourth[present] += other.fourth
             new.fourth_total = new.fourth_total + other.fourth_total
