@@ -275,10 +275,13 @@ class ClassStats:
 
         The rows are visited in class order, ``_BLOCK_ROWS`` at a time, by
         gathering them into one small buffer of their own dtype (no sorted
-        or float64 copy of the whole block): a first pass sums them per class
-        in float64, a second centres them at their class means into a small
-        float64 buffer and adds its scatter (float64 products, so float32
-        input loses nothing against a float64 copy of it).
+        or float64 copy of the whole block). Each buffer is copied to a
+        small float64 buffer, its rows of each class are centred at their
+        own mean there, and its scatter (float64 products, so float32 input
+        loses nothing against a float64 copy of it) is merged by the
+        pairwise update, buffer after buffer: one pass over the rows. The
+        Ledoit-Wolf fourth moments take a second pass, about the updated
+        class means.
         """
         K = len(self.labels)
         idx = np.searchsorted(self.labels, labels)
@@ -290,8 +293,6 @@ class ClassStats:
             X = np.asarray(X, dtype=np.float64)
         d = X.shape[1]
         counts = np.bincount(idx, minlength=K)
-        present = np.flatnonzero(counts)
-        n_b = counts[present]
         ends = np.cumsum(counts)
         starts = ends - counts
         n_buf = min(_BLOCK_ROWS, len(idx))
@@ -300,80 +301,65 @@ class ClassStats:
         contiguous = X.flags.c_contiguous
 
         def blocks():
-            """``(rows, B, pieces)``: the rows of one block of the class
-            order gathered into ``B``, with ``(k, a, b)`` for its classes."""
+            """``(rows, R, pieces)``: the rows of one buffer of the class
+            order in float64 ``R``, with ``(k, a, b)`` for its classes."""
             for s in range(0, len(idx), _BLOCK_ROWS):
                 e = min(s + _BLOCK_ROWS, len(idx))
-                B = buf[: e - s]
+                B, R = buf[: e - s], buf64[: e - s]
                 if contiguous:
                     np.take(X, order[s:e], axis=0, out=B)
                 else:  # np.take is slow on a column slice of a wider array
                     B[...] = X[order[s:e]]
+                if R is not B:
+                    np.copyto(R, B)
                 pieces = [
                     (k, max(starts[k], s) - s, min(ends[k], e) - s)
                     for k in range(idx[s], idx[e - 1] + 1)
                     if counts[k]
                 ]
-                yield slice(s, e), B, pieces
+                yield slice(s, e), R, pieces
 
-        sums = np.zeros((K, d))
-        for _, B, pieces in blocks():
-            for k, lo, hi in pieces:
-                sums[k] += np.add.reduce(B[lo:hi], axis=0, dtype=np.float64)
-        mean_b = sums[present] / n_b[:, None]
-        center = np.zeros((K, d))
-        center[present] = mean_b
         per_class = self.class_scatter is not None
-        within_b = np.zeros((d, d))
-        if per_class:
-            class_b = np.zeros((len(present), d, d))
-            slot = np.zeros(K, dtype=np.int64)
-            slot[present] = np.arange(len(present))
-        if self.fourth is not None:
-            # Rows about the updated class means, then about the grand mean.
-            new_counts = self.counts.copy()
-            new_counts[present] += n_b
-            means = self.means.copy()
-            n_a = self.counts[present]
-            means[present] = _pairwise_means(n_a, means[present], n_b, mean_b)
-            fourth_b = np.zeros(K)
-            fourth_total_b = 0.0
-            shift = center - means
-            grand = means - new_counts @ means / new_counts.sum()
-        for rows, B, pieces in blocks():
-            R = buf64[: len(B)]
-            for k, lo, hi in pieces:
-                np.subtract(B[lo:hi], center[k], out=R[lo:hi])
+        for _, R, pieces in blocks():
+            present = np.array([k for k, _, _ in pieces])
+            n_p = np.array([hi - lo for _, lo, hi in pieces], dtype=float)
+            mean_p = np.empty((len(pieces), d))
+            class_p = [] if per_class else None
+            for j, (_, lo, hi) in enumerate(pieces):
+                np.divide(np.add.reduce(R[lo:hi], axis=0), n_p[j], out=mean_p[j])
+                R[lo:hi] -= mean_p[j]
                 if per_class:
-                    class_b[slot[k]] += R[lo:hi].T @ R[lo:hi]
-            within_b += R.T @ R
-            if self.fourth is not None:
-                ib = idx[rows]
-                resid = R + shift[ib]
-                r2 = np.einsum("ij,ij->i", resid, resid)
-                fourth_b += np.bincount(ib, r2**2, minlength=K)
-                resid += grand[ib]
-                r2 = np.einsum("ij,ij->i", resid, resid)
-                fourth_total_b += float(np.sum(r2**2))
-        # The block's statistics are checked before anything is merged.
-        if not (np.all(np.isfinite(mean_b)) and np.all(np.isfinite(within_b))):
-            raise _overflow_error()
-        self._add_pairwise(
-            present, n_b, mean_b, within_b, class_b if per_class else None
-        )
-        if self.fourth is not None:
-            self.fourth += fourth_b
-            self.fourth_total += fourth_total_b
-            if not (
-                np.all(np.isfinite(self.fourth)) and np.isfinite(self.fourth_total)
-            ):
-                raise ValueError(
-                    "The sums of fourth powers that the Ledoit-Wolf shrinkage needs "
-                    "overflowed float64: the features hold values too large (about "
-                    "1e77 or more). Use covariance_estimator='oas' or 'empirical', "
-                    "or rescale the features (e.g. fit a StandardScaler on the "
-                    "in-distribution rows)."
-                )
+                    class_p.append(R[lo:hi].T @ R[lo:hi])
+            within_p = R.T @ R
+            # A buffer's statistics are checked before they are merged.
+            if not (np.all(np.isfinite(mean_p)) and np.all(np.isfinite(within_p))):
+                raise _overflow_error()
+            self._add_pairwise(present, n_p, mean_p, within_p, class_p)
+        if self.fourth is None:
+            return
+        # Rows about the updated class means, then about the grand mean.
+        grand = self.means - self.total_mean()
+        fourth_b = np.zeros(K)
+        fourth_total_b = 0.0
+        for rows, R, pieces in blocks():
+            for k, lo, hi in pieces:
+                R[lo:hi] -= self.means[k]
+            ib = idx[rows]
+            r2 = np.einsum("ij,ij->i", R, R)
+            fourth_b += np.bincount(ib, r2**2, minlength=K)
+            R += grand[ib]
+            r2 = np.einsum("ij,ij->i", R, R)
+            fourth_total_b += float(np.sum(r2**2))
+        self.fourth += fourth_b
+        self.fourth_total += fourth_total_b
+        if not (np.all(np.isfinite(self.fourth)) and np.isfinite(self.fourth_total)):
+            raise ValueError(
+                "The sums of fourth powers that the Ledoit-Wolf shrinkage needs "
+                "overflowed float64: the features hold values too large (about "
+                "1e77 or more). Use covariance_estimator='oas' or 'empirical', "
+                "or rescale the features (e.g. fit a StandardScaler on the "
+                "in-distribution rows)."
+            )
 
     def _add_pairwise(self, present, n_b, mean_b, within_b, class_b=None):
         """Merge the statistics of other rows into this (private) object's
