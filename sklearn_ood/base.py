@@ -31,6 +31,23 @@ __all__ = ["BaseDetector", "PartialFitMixin", "check_ood_labels"]
 OFFSET_SAMPLE_SIZE = 10_000
 
 
+def _is_stateless(detector):
+    """Whether ``detector`` scores each row by a fixed formula.
+
+    The logit detectors of this package say so with ``_stateless = True``,
+    inherited. A class from outside the package that overrides ``fit`` or
+    ``_fit`` (a subclass of ``Energy`` that learns from its rows) is not
+    stateless unless it declares ``_stateless = True`` itself.
+    """
+    for cls in type(detector).__mro__:
+        if "_stateless" in vars(cls):
+            return bool(vars(cls)["_stateless"])
+        overrides_fit = "fit" in vars(cls) or "_fit" in vars(cls)
+        if overrides_fit and not cls.__module__.startswith("sklearn_ood."):
+            return False
+    return False
+
+
 class BaseDetector(OutlierMixin, BaseEstimator):
     """Base class for OOD detectors: validation, label masks, threshold.
 
@@ -155,8 +172,10 @@ class BaseDetector(OutlierMixin, BaseEstimator):
         fit up to rounding (``offset_`` comes from the same seeded sample of
         rows). ``KNN`` and ``NNGuide`` keep ``bank_`` on the cluster as a
         dask array, one shard per block, which each search visits on its
-        worker; pickling such a detector gathers the bank. Other detectors
-        raise a ``TypeError`` (fit them on ``X.compute()``).
+        worker; pickling such a detector gathers the bank. The fixed-formula
+        detectors (``MaxSoftmax``, ``Energy``, ...) validate the blocks on
+        the workers and learn ``offset_`` alone. Other detectors raise a
+        ``TypeError`` (fit them on ``X.compute()``).
 
         Parameters
         ----------

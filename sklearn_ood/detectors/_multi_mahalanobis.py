@@ -294,13 +294,15 @@ class MultiMahalanobis(GaussianLabelsMixin, PartialFitMixin, BaseDetector):
             scores, X.dtype, "MultiMahalanobis", "weighted sum of squared distances"
         )
 
-    def _learn_weights(self, X, y):
+    def _learn_weights(self, X, y, layer_scores=None):
+        """Fit ``layer_weights_`` on the layer scores of ``X`` (or on
+        ``layer_scores``, when computed elsewhere, e.g. on Dask workers)."""
         if y is None or not (np.any(y >= 0) and np.any(y < 0)):
             raise ValueError(
                 "Learning layer_weights needs in-distribution rows (y >= 0) and "
                 "out-of-distribution rows (y < 0)."
             )
-        scores = self._layer_scores(X)
+        scores = self._layer_scores(X) if layer_scores is None else layer_scores
         center, scale = scores.mean(axis=0), scores.std(axis=0)
         scale[scale == 0] = 1.0
         model = LogisticRegression(max_iter=1000)

@@ -11,29 +11,12 @@ import numpy as np
 from sklearn.base import clone
 from sklearn.utils._param_validation import HasMethods
 
-from sklearn_ood.base import BaseDetector
+from sklearn_ood.base import BaseDetector, _is_stateless
 from sklearn_ood.detectors._head import check_head
 from sklearn_ood.detectors._logits import Energy
 from sklearn_ood.utils._chunking import row_chunks
 
 __all__ = ["BaseShapedLogitDetector", "product_weights"]
-
-
-def _is_stateless(detector):
-    """Whether ``detector`` scores each row by a fixed formula.
-
-    The logit detectors of this package say so with ``_stateless = True``,
-    inherited. A class from outside the package that overrides ``fit`` or
-    ``_fit`` (a subclass of ``Energy`` that learns from its rows) is not
-    stateless unless it declares ``_stateless = True`` itself.
-    """
-    for cls in type(detector).__mro__:
-        if "_stateless" in vars(cls):
-            return bool(vars(cls)["_stateless"])
-        overrides_fit = "fit" in vars(cls) or "_fit" in vars(cls)
-        if overrides_fit and not cls.__module__.startswith("sklearn_ood."):
-            return False
-    return False
 
 
 def product_weights(W, dtype):

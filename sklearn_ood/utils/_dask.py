@@ -11,7 +11,12 @@ must already be in ``sys.modules`` for that), so the package runs without it.
   and finalised here. ``offset_`` is set by the usual code from the same
   seeded sample of ID rows as an in-memory fit, gathered by global index.
   The fitted detector is a plain in-memory estimator, equal to the
-  in-memory fit up to rounding.
+  in-memory fit up to rounding. ``MultiMahalanobis(layer_weights="learn")``
+  then fits its logistic regression on the layer scores of every row,
+  computed on the workers.
+* **Fixed-formula detectors** (``_stateless``: ``MaxSoftmax``, ``Energy``,
+  ...): the blocks are validated on the workers and ``offset_`` is set from
+  the sampled rows; nothing else is learnt.
 * **KNN and NNGuide**: the bank stays on the cluster, one shard per row
   block, as a persisted dask array in ``bank_``. A search sends the queries
   to every shard, each worker searches its own shard (the same exact search
@@ -155,6 +160,16 @@ def _residual_sum(est, X, y):
     return float(est._residual(X).sum()) if len(X) else 0.0
 
 
+def _n_valid_rows(template, X, y):
+    return len(_validated_block(template, X, y)[1])
+
+
+def _layer_scores_block(template, est, X, y):
+    """MultiMahalanobis: the layer scores of a block's rows (OOD rows too)."""
+    _, X, _ = _validated_block(template, X, y)
+    return est._layer_scores(X) if len(X) else np.empty((0, len(est._tied)))
+
+
 def _n_rows(block):
     return np.array([len(block)])
 
@@ -240,6 +255,20 @@ def fit(est, X, y):
         est._set_offset(_FitRows(X_id, None, n_id, dtype))
         return est
 
+    if kind == "scores":
+        # A fixed formula learns nothing but offset_: the blocks are
+        # validated on the workers (the errors of an in-memory fit), _fit
+        # checks the shape and parameters on one row, and the sampled rows
+        # are scored here.
+        compute(
+            *[
+                delayed(_n_valid_rows)(template, xb, yb)
+                for xb, yb in zip(blocks, y_blocks)
+            ]
+        )
+        est._fit(np.asarray(X[:1].compute(), dtype=dtype), None)
+        est._set_offset(_FitRows(X, id_positions, n_id, dtype))
+        return est
     # Sums: per block on the workers, tree-reduced pairwise, finalised here.
     parts = [
         delayed(_block_stats)(template, xb, yb)
@@ -259,24 +288,36 @@ def fit(est, X, y):
     est._finalize_stats()
     if type(est)._fit is not PartialFitMixin._fit and hasattr(est, "_residual"):
         _match_residual_scale(est, blocks, y_blocks, n_id)
+    if getattr(est, "_learns_weights", False):
+        # The logistic regression sees the layer scores of every row,
+        # computed on the workers: n_rows x n_groups floats.
+        light = _light(est)
+        layer_scores = compute(
+            *[
+                delayed(_layer_scores_block)(template, light, xb, yb)
+                for xb, yb in zip(blocks, y_blocks)
+            ]
+        )
+        est._learn_weights(None, y, np.concatenate(layer_scores))
     est._set_offset(_FitRows(X, id_positions, n_id, dtype))
     return est
 
 
 def _kind(est):
-    from sklearn_ood.base import PartialFitMixin
+    from sklearn_ood.base import PartialFitMixin, _is_stateless
 
     if getattr(type(est), "_dask_bank_builder", None) in _BANK_BUILDERS:
         return "bank"
-    name = type(est).__name__
-    if not isinstance(est, PartialFitMixin) or getattr(est, "_learns_weights", False):
-        raise TypeError(
-            f"{name} cannot be fitted on a dask array: its fit is not a sum over "
-            "rows (the detectors with partial_fit, KNN and NNGuide can). Fit it "
-            "on X.compute(), or on a sample of the rows; scoring a dask array "
-            "works for every detector."
-        )
-    return "sums"
+    if isinstance(est, PartialFitMixin):
+        return "sums"
+    if _is_stateless(est):
+        return "scores"
+    raise TypeError(
+        f"{type(est).__name__} cannot be fitted on a dask array: its fit is not a "
+        "sum over rows (the detectors with partial_fit, KNN, NNGuide and the "
+        "fixed-formula ones such as Energy can). Fit it on X.compute(), or on a "
+        "sample of the rows; scoring a dask array works for every detector."
+    )
 
 
 def _match_residual_scale(est, blocks, y_blocks, n_id):

@@ -15,7 +15,7 @@ from _helpers import RandomLinearHead
 from test_common import DETECTOR_KWARGS
 
 from sklearn_ood import all_detectors
-from sklearn_ood.base import PartialFitMixin
+from sklearn_ood.base import PartialFitMixin, _is_stateless
 from sklearn_ood.detectors import (
     KNN,
     SHE,
@@ -23,6 +23,7 @@ from sklearn_ood.detectors import (
     Mahalanobis,
     MultiMahalanobis,
     NNGuide,
+    TemperatureScaling,
     ViM,
     fDBD,
 )
@@ -137,9 +138,15 @@ def _dask_data(n_samples=900, seed=0, chunks=(250, 250, 150, 250), dtype=np.floa
     return X, y, da.from_array(X, chunks=(chunks, 6)), da.from_array(y, chunks=chunks)
 
 
+STATELESS = [
+    (name, cls)
+    for name, cls in all_detectors(include_torch=False)
+    if _is_stateless(_make(name, cls))
+]
 FITTED_ON_DASK = [(n, c) for n, c in STREAMING if n != "MultiMahalanobis"] + [
     ("MultiMahalanobis", MultiMahalanobis),
     *NEIGHBORS,
+    *STATELESS,
 ]
 
 
@@ -271,11 +278,26 @@ def test_validation_errors_are_those_of_an_in_memory_fit(client):
     with pytest.raises(ValueError, match="Input X contains NaN"):
         det.score_samples(da.from_array(X_nan, chunks=250)).compute()
     with pytest.raises(TypeError, match="cannot be fitted on a dask array"):
-        Energy().fit(X_d)
-    with pytest.raises(TypeError, match="cannot be fitted on a dask array"):
-        MultiMahalanobis(layer_weights="learn").fit(X_d, np.where(y >= 0, y, -1))
+        TemperatureScaling().fit(X_d, y_d)
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        Energy().fit(X_d[:, :1])  # the checks of its in-memory fit
+    with pytest.raises(ValueError, match="needs in-distribution rows"):
+        MultiMahalanobis(layer_weights="learn").fit(X_d, da.zeros(len(X), chunks=250))
     with pytest.raises(ValueError, match="builds one index"):
         KNN(algorithm="faiss-hnsw").fit(X_d)
+
+
+def test_learned_layer_weights_on_dask_equal_the_in_memory_ones(client):
+    X, y, X_d, y_d = _dask_data()
+    X_test, _ = _data(50, seed=7)
+    kwargs = dict(groups=[3, 3], layer_weights="learn")
+    expected = MultiMahalanobis(**kwargs).fit(X, y)
+    det = MultiMahalanobis(**kwargs).fit(X_d, y_d)
+    np.testing.assert_allclose(det.layer_weights_, expected.layer_weights_, rtol=1e-6)
+    assert det.offset_ == pytest.approx(expected.offset_, rel=1e-6)
+    np.testing.assert_allclose(
+        det.score_samples(X_test), expected.score_samples(X_test), rtol=1e-6
+    )
 
 
 def test_fit_on_dask_continues_with_partial_fit(client):
