@@ -100,3 +100,28 @@ def test_bench_distributed_quick_smoke():
     assert result.returncode == 0, result.stderr[-2000:]
     for text in ("Mahalanobis", "KNN", "max worker peak MiB"):
         assert text in result.stdout
+
+
+def test_bench_gram_quick_smoke():
+    pytest.importorskip("pytorch_ood")
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(BENCHMARKS / "bench_gram.py"),
+            "--quick",
+            "--repeats",
+            "1",
+            "--n-fit",
+            "300",
+            "--n-score",
+            "200",
+            "--powers",
+            "3",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    for text in ("ours", "theirs", "fit ratio", "rho"):
+        assert text in result.stdout
