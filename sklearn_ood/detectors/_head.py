@@ -28,10 +28,12 @@ def head_logits_fast(X, W, b):
     :func:`head_logits`. float32 ``X`` is multiplied by the float32 weights
     in blocks of 4,096 rows, without a float64 copy; each logit's error is
     at most ``(n_features + 2) * 2**-24 * ||x|| * ||w_k||`` (the standard
-    bound for a float32 dot product, plus the rounding of ``w_k``). Rows
-    whose two largest logits are closer than twice that bound, and blocks
-    whose products overflow, are redone with float64 products, so the
-    arg-max is always the float64 one.
+    bound for a float32 dot product, plus the rounding of ``w_k``). In rows
+    whose two largest logits are closer than twice that bound, the logits
+    within twice the bound of the largest (the only classes that can be
+    the float64 arg-max) are redone with float64 products, and so are
+    blocks whose products overflow, so the arg-max is always the float64
+    one.
     """
     big = np.finfo(np.float32).max
     if X.dtype != np.float32 or not np.all(np.abs(W) <= big):
@@ -50,13 +52,42 @@ def head_logits_fast(X, W, b):
             continue
         block += b
         if block.shape[1] > 1:
-            top2 = np.partition(block, -2, axis=1)[:, -2:]
-            x_norm = np.sqrt(np.einsum("ij,ij->i", Xb, Xb, dtype=np.float64))
-            close = top2[:, 1] - top2[:, 0] <= 2 * unit * x_norm * w_norm
-            if close.any():
-                block[close] = head_logits(Xb[close], W, b)
+            # A float32 sum of d squares is within a factor 1 + d * 2**-24 of
+            # the exact one (the standard bound; an overflow gives inf, which
+            # marks the row close), so this over-estimates ||x|| safely at a
+            # fifth of the cost of a float64 sum.
+            with np.errstate(over="ignore"):
+                x_norm = np.sqrt(np.einsum("ij,ij->i", Xb, Xb)) * (1 + unit)
+            # Squares below the float32 normal range lose their relative
+            # precision: such rows get the float64 norm.
+            tiny = x_norm < 1e-15
+            if tiny.any():
+                x_norm[tiny] = np.linalg.norm(Xb[tiny].astype(np.float64), axis=1)
+            # Close rows: a second logit within twice the bound of the top.
+            with np.errstate(invalid="ignore"):  # inf * 0 for a zero head: exact
+                floor = block.max(axis=1) - 2 * unit * x_norm * w_norm
+            n_near = np.count_nonzero(block >= floor[:, np.newaxis], axis=1)
+            close = np.flatnonzero(n_near > 1)
+            if close.size:
+                _redo_candidates(block, Xb, W, b, close, floor[close])
         logits[rows] = block
     return logits
+
+
+def _redo_candidates(block, Xb, W, b, close, floor):
+    """Float64 logits of the classes that may be the arg-max of the rows ``close``.
+
+    A class whose float32 logit is below ``floor`` (the top logit minus twice
+    the error bound) is below the true top logit, so only the others can be
+    the float64 arg-max: usually two per row. Their float64 dot products are
+    taken pair by pair, which costs little for a handful of rows (a BLAS
+    product of a few float64 rows by the whole head can cost as much as the
+    whole float32 block).
+    """
+    rows, cols = np.nonzero(block[close] >= floor[:, np.newaxis])
+    rows = close[rows]
+    X64 = np.asarray(Xb[rows], dtype=np.float64)
+    block[rows, cols] = np.einsum("ij,ij->i", X64, W[cols]) + b[cols]
 
 
 def check_head(head, n_features):

@@ -27,6 +27,10 @@ __all__ = ["NCI", "SHE", "fDBD"]
 # the training mean stays finite.
 _MIN_NORM = 1e-12
 
+# Rows per float32 block of the fDBD and NCI scores: 1,024 rows of 512
+# float32 features are 2 MiB per temporary, which stay in cache.
+_BLOCK_ROWS = 1024
+
 
 def _label_rows(y, head_labels, name):
     """Row of the head for each label; a clear error for labels it lacks."""
@@ -54,6 +58,58 @@ def _floored_norm(Z):
         peaks = np.abs(Z[huge]).max(axis=1)
         norms[huge] = peaks * np.linalg.norm(Z[huge] / peaks[:, None], axis=1)
     return np.maximum(norms, _MIN_NORM)
+
+
+def _as_float32(A):
+    """float32 copy of a float64 array, or None where it leaves the float32 range."""
+    if not np.all(np.abs(A) <= np.finfo(np.float32).max):
+        return None
+    return A.astype(np.float32)
+
+
+def _split_float32(a):
+    """``a`` as ``hi + lo``, two float32 arrays (``hi`` the rounding of ``a``)."""
+    hi = a.astype(np.float32)
+    return hi, (a - hi).astype(np.float32)
+
+
+def _centred_blocks(X, mean):
+    """Blocks ``(rows, X[rows] - mean)`` of float32 ``X``, in float32.
+
+    The mean is split as ``hi + lo`` in float32 and subtracted in two
+    steps, so that each entry of ``z = x - mean`` is within
+    ``2**-23 |z_j| + 2**-47 |mean_j|`` of the exact difference: the float32
+    rounding of the mean is not added to rows near it. Blocks of
+    ``_BLOCK_ROWS`` rows keep the work in cache and need no float64 copy of
+    ``X``. A block whose difference overflows float32 is given as None.
+    """
+    hi, lo = _split_float32(mean)
+    for start in range(0, X.shape[0], _BLOCK_ROWS):
+        rows = slice(start, start + _BLOCK_ROWS)
+        with np.errstate(over="ignore", invalid="ignore"):
+            Z = X[rows] - hi
+            Z -= lo
+        yield rows, (Z if np.all(np.isfinite(Z)) else None)
+
+
+def _row_dots64(A, B):
+    """Row-wise dot products of float32 ``A`` and ``B``: products in float32,
+    summed in float64.
+
+    Each product is rounded once (relative error at most ``2**-24``) and the
+    float64 sum adds almost nothing, so the result is within
+    ``2**-24 * sum_j |a_j b_j|`` (plus float64 rounding) of the exact dot
+    product: no error that grows with the number of features. Faster than
+    ``np.einsum(..., dtype=np.float64)``, which casts both operands; rows
+    where a float32 product may have overflowed (a non-finite sum) or
+    underflowed (a sum below 1e-25) get those exact float64 products.
+    """
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+        dots = np.multiply(A, B).sum(axis=1, dtype=np.float64)
+    redo = ~(np.abs(dots) >= 1e-25) | np.isinf(dots)
+    if redo.any():
+        dots[redo] = np.einsum("ij,ij->i", A[redo], B[redo], dtype=np.float64)
+    return dots
 
 
 class SHE(PartialFitMixin, BaseDetector):
@@ -259,6 +315,19 @@ class fDBD(_TrainMeanDetector):
     1e-12, so a row at the mean gets a large finite score. Labels are
     ignored (``y=None`` is the same fit).
 
+    float64 features are scored in float64. float32 features are scored in
+    float32 blocks, without a float64 copy: the predicted class is the
+    float64 arg-max (near ties are redone in float64), the boundary term is
+    computed as :math:`x^\top v_{\hat y} + e_{\hat y}` with
+    :math:`v_p = \sum_{c \ne p} (w_p - w_c) / \lVert w_p - w_c \rVert`
+    rounded to float32 and :math:`e_p` the same sum over the biases
+    (products rounded to float32, summed in float64), and
+    :math:`x - \mu` is formed in float32 with :math:`\mu` split into two
+    float32 parts. Each score is then within
+    :math:`2^{-21} |s| + 2^{-23} \sum_j |x_j v_{\hat y j}| / ((C - 1)
+    \lVert x - \mu \rVert)` of the float64 score, i.e. a relative error
+    of about :math:`10^{-6}` unless the boundary term nearly cancels.
+
     fDBD does not score rows lower as they move away from the ID data: a
     ratio of two distances, it depends on the direction of :math:`x - \mu`
     more than on its length. Along a ray :math:`\mu + t v` on which the
@@ -334,13 +403,51 @@ class fDBD(_TrainMeanDetector):
         dtype = X.dtype
         with np.errstate(over="ignore", invalid="ignore"):
             logits = head_logits_fast(X, self.coef_, self.intercept_)
+        pred = logits.argmax(axis=1)
+        if dtype == np.float32:
+            scores = self._score_float32(X, pred)
+        else:
+            scores = self._score_float64(X, logits, pred)
+        return check_score_range(scores, dtype, "fDBD")
+
+    def _score_float64(self, X, logits, pred):
+        """The formula in float64, from the gaps between the logits."""
         X = np.asarray(X, dtype=np.float64)
         with np.errstate(over="ignore", invalid="ignore"):
-            pred = logits.argmax(axis=1)
             gaps = logits[np.arange(len(X)), pred][:, np.newaxis] - logits
             boundary = np.sum(gaps / self.weight_distances_[pred], axis=1)
-            scores = boundary / ((len(self.coef_) - 1) * _floored_norm(X - self.mean_))
-        return check_score_range(scores, dtype, "fDBD")
+            return boundary / ((len(self.coef_) - 1) * _floored_norm(X - self.mean_))
+
+    def _score_float32(self, X, pred):
+        """float32 ``X`` in float32 blocks, without a float64 copy of ``X``.
+
+        The boundary term is linear in ``x``: it is ``x @ v_p + e_p`` with
+        ``v_p = sum_c (w_p - w_c) / ||w_p - w_c||`` and ``e_p`` the same sum
+        over the biases, so one dot product per row replaces the ``C`` gaps.
+        Products in float32 are summed in float64 (:func:`_row_dots64`).
+        """
+        inv = 1.0 / self.weight_distances_
+        np.fill_diagonal(inv, 0.0)
+        # Weights and biases taken from their means first (the differences
+        # do not change), so that a common offset does not cancel in the
+        # float64 sums.
+        W = self.coef_ - self.coef_.mean(axis=0)
+        b = self.intercept_ - self.intercept_.mean()
+        V = inv.sum(axis=1)[:, np.newaxis] * W - inv @ W
+        e = inv.sum(axis=1) * b - inv @ b
+        V32 = V.astype(np.float32)  # ||v_p|| <= C - 1, a sum of unit vectors
+        scores = np.empty(X.shape[0])
+        for rows, Z in _centred_blocks(X, self.mean_):
+            p = pred[rows]
+            if Z is None:  # x - mean beyond float32: this block in float64
+                Xb = np.asarray(X[rows], dtype=np.float64)
+                boundary = np.einsum("ij,ij->i", Xb, V[p]) + e[p]
+                norms = _floored_norm(Xb - self.mean_)
+            else:
+                boundary = _row_dots64(X[rows], V32[p]) + e[p]
+                norms = np.maximum(np.sqrt(_row_dots64(Z, Z)), _MIN_NORM)
+            scores[rows] = boundary / ((len(self.coef_) - 1) * norms)
+        return scores
 
 
 class NCI(_TrainMeanDetector):
@@ -362,6 +469,18 @@ class NCI(_TrainMeanDetector):
     :math:`\lVert w_{\hat y}\rVert` (neural collapse makes the class norms
     equal). pytorch-ood returns :math:`-s`. A row exactly at the mean has
     proximity 0. Labels are ignored (``y=None`` is the same fit).
+
+    float64 features are scored in float64. float32 features (with weights
+    in the float32 range) are scored in float32 blocks, without a float64
+    copy: the predicted class is the float64 arg-max (near ties are redone
+    in float64), :math:`x - \mu` is formed in float32 with :math:`\mu`
+    split into two float32 parts, and the products of
+    :math:`w_{\hat y}^\top (x - \mu)`, :math:`\lVert x - \mu \rVert` and
+    the entries of :math:`\lVert x \rVert_1` are summed in float64. Each
+    score is then within
+    :math:`2^{-21} \lVert w_{\hat y} \rVert + 2^{-23} |s|` of the float64
+    score (the proximity lies in
+    :math:`[-\lVert w_{\hat y} \rVert, \lVert w_{\hat y} \rVert]`).
 
     NCI does not score rows lower as they move away from the ID data: along
     a ray :math:`\mu + t v` on which the predicted class stays, the
@@ -427,6 +546,27 @@ class NCI(_TrainMeanDetector):
         dtype = X.dtype
         with np.errstate(over="ignore", invalid="ignore"):
             pred = head_logits_fast(X, self.coef_, self.intercept_).argmax(axis=1)
+        W32 = _as_float32(self.coef_) if dtype == np.float32 else None
+        if W32 is None:
+            scores = self._score_float64(X, pred)
+        else:
+            # float32 blocks, without a float64 copy of X; products in
+            # float32, summed in float64 (_row_dots64).
+            scores = np.empty(X.shape[0])
+            for rows, Z in _centred_blocks(X, self.mean_):
+                if Z is None:  # x - mean beyond float32: this block in float64
+                    scores[rows] = self._score_float64(X[rows], pred[rows])
+                    continue
+                proximity = _row_dots64(Z, W32[pred[rows]])
+                proximity /= np.maximum(np.sqrt(_row_dots64(Z, Z)), _MIN_NORM)
+                if self.norm_weight != 0:
+                    l1 = np.abs(X[rows]).sum(axis=1, dtype=np.float64)
+                    proximity += self.norm_weight * l1
+                scores[rows] = proximity
+        return check_score_range(scores, dtype, "NCI")
+
+    def _score_float64(self, X, pred):
+        """The formula in float64."""
         X = np.asarray(X, dtype=np.float64)
         with np.errstate(over="ignore", invalid="ignore"):
             Z = X - self.mean_
@@ -434,4 +574,4 @@ class NCI(_TrainMeanDetector):
             scores = proximity
             if self.norm_weight != 0:
                 scores = proximity + self.norm_weight * np.abs(X).sum(axis=1)
-        return check_score_range(scores, dtype, "NCI")
+        return scores

@@ -171,6 +171,59 @@ def test_kl_matching_matches_reference(match, labelled):
     np.testing.assert_allclose(det.score_samples(X), expected, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("match", ["min", "predicted"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_kl_matching_in_blocks_matches_reference(monkeypatch, match, dtype):
+    from sklearn_ood.detectors import _fitted_logits
+
+    monkeypatch.setattr(_fitted_logits, "_BLOCK_ROWS", 7)  # blocks + a short one
+    rng = np.random.default_rng(9)
+    X_fit = _logits(n=200, n_classes=6, scale=4.0, seed=9).astype(dtype)
+    y = rng.integers(0, 5, size=200)  # class 5: no template
+    X = _logits(n=45, n_classes=6, scale=4.0, seed=10).astype(dtype)
+    det = KLMatching(match=match).fit(X_fit, y)
+    X64 = X_fit.astype(np.float64)
+    expected, _ = ref_kl_scores(X64, y, X.astype(np.float64), match)
+    scores = det.score_samples(X)
+    assert scores.dtype == dtype
+    # float32 input: float32 exp (see test_kl_matching_float32_within_the_stated_bound).
+    rtol = 1e-10 if dtype == np.float64 else 1e-5
+    np.testing.assert_allclose(scores, expected, rtol=rtol, atol=1e-12)
+    assert det.offset_ == pytest.approx(
+        np.percentile(ref_kl_scores(X64, y, X64, match)[0], 5),
+        rel=rtol,
+    )
+
+
+@pytest.mark.parametrize("match", ["min", "predicted"])
+def test_kl_matching_float32_within_the_stated_bound(match):
+    rng = np.random.default_rng(11)
+    n_classes = 20
+    centres = rng.normal(scale=4.0, size=(n_classes, n_classes))
+    y_fit = rng.integers(0, n_classes, size=2000)
+    X_fit = (centres[y_fit] + rng.normal(size=(2000, n_classes))).astype(np.float32)
+    y_test = rng.integers(0, n_classes, size=500)
+    X = centres[y_test] + rng.normal(scale=[[1.0]] * 250 + [[4.0]] * 250, size=(500, 1))
+    X = (X + rng.normal(size=X.shape)).astype(np.float32)
+    det = KLMatching(match=match).fit(X_fit)
+    scores = det.score_samples(X)
+    assert scores.dtype == np.float32
+    X64 = X.astype(np.float64)
+    expected, templates = ref_kl_scores(X_fit.astype(np.float64), None, X64, match)
+    # Stated bound: 2**-21 (1 + max_k sum_j p_j (1 + |z_j|) |log(p_j / d_kj) - KL_k|)
+    # plus the rounding of the score to float32.
+    p = ref_softmax(X64)
+    z = X64 - X64.max(axis=1, keepdims=True)
+    terms = []
+    for d in templates.values():
+        log_ratio = np.log(p / d)
+        kl = np.sum(p * log_ratio, axis=1, keepdims=True)
+        terms.append(np.sum(p * (1 + np.abs(z)) * np.abs(log_ratio - kl), axis=1))
+    bound = 2.0**-21 * (1 + np.max(terms, axis=0)) + 2.0**-24 * np.abs(expected)
+    assert np.all(np.abs(scores - expected) <= bound)
+    np.testing.assert_allclose(scores, expected, rtol=1e-5)  # in practice
+
+
 def test_kl_matching_keeps_sums_and_counts():
     X, y = _logits(n=50, seed=8), np.repeat([0, 2, 3, 4, 1], 10)
     det = KLMatching().fit(X, y)

@@ -109,3 +109,23 @@ def test_head_logits_fast_float32_overflow_is_redone_in_float64():
     fast = head_logits_fast(X, W, b)  # products of about 1e50
     assert np.all(np.isfinite(fast))
     np.testing.assert_array_equal(fast, head_logits(X, W, b))
+
+
+@pytest.mark.parametrize("scale", [1.0, 1e-24])
+def test_head_logits_fast_redoes_the_candidates_of_near_ties(scale):
+    """Rows at a boundary: the tied logits are the float64 ones, whatever the
+    scale of the rows (squares below the float32 range use the float64 norm)."""
+    from sklearn_ood.detectors._head import head_logits, head_logits_fast
+
+    rng = np.random.default_rng(2)
+    W, b = rng.normal(size=(5, 32)), np.zeros(5)
+    direction = (W[0] - W[1]) / np.linalg.norm(W[0] - W[1])
+    X = 3 * rng.normal(size=(400, 32))
+    X -= np.outer(X @ direction, direction)  # l_0 = l_1 up to rounding
+    X += 1e-7 * rng.normal(size=X.shape)
+    X = (scale * X).astype(np.float32)
+    fast, exact = head_logits_fast(X, W, b), head_logits(X, W, b)
+    np.testing.assert_array_equal(fast.argmax(axis=1), exact.argmax(axis=1))
+    tied = np.isin(exact.argmax(axis=1), [0, 1])
+    assert tied.sum() > 50
+    np.testing.assert_allclose(fast[tied, :2], exact[tied, :2], rtol=1e-12)

@@ -486,3 +486,121 @@ def test_she_without_labels_is_she_with_predicted_labels(shape):
         _fit(SHE(head=(W, b)), X).score_samples(X),
         _fit(SHE(head=(W, b)), X, y).score_samples(X),
     )
+
+
+# ------------------------------------------------------- float32 block scoring
+def _relu_problem(n, d=64, c=10, seed=0):
+    """float32 post-ReLU features of ``c`` classes and a matching float64 head."""
+    rng = np.random.default_rng(seed)
+    means = rng.normal(size=(c, d))
+    y = rng.integers(0, c, size=n)
+    X = np.maximum(means[y] + rng.normal(size=(n, d)), 0).astype(np.float32)
+    W = means - means.mean(axis=0) + 0.3 * rng.normal(size=(c, d)) / np.sqrt(d)
+    return X, W, rng.normal(scale=0.1, size=c)
+
+
+@pytest.fixture
+def small_blocks(monkeypatch):
+    from sklearn_ood.detectors import _head, _head_aware
+
+    # Several blocks and a short last one.
+    monkeypatch.setattr(_head_aware, "_BLOCK_ROWS", 300)
+    monkeypatch.setattr(_head, "_BLOCK_ROWS", 300)
+
+
+def test_fdbd_float32_blocks_within_the_stated_bound(small_blocks):
+    X_fit, W, b = _relu_problem(2000)
+    X = np.vstack([_relu_problem(700, seed=1)[0], 1.3 * _relu_problem(300, seed=2)[0]])
+    det = fDBD(head=(W, b)).fit(X_fit)
+    s32 = det.score_samples(X)
+    assert s32.dtype == np.float32
+    X64 = X.astype(np.float64)
+    expected = ref_fdbd(X_fit.astype(np.float64), X64, W, b)
+    # Stated bound: 2**-21 |s| + 2**-23 sum_j |x_j v_j| / ((C - 1) ||x - mu||).
+    C = len(W)
+    V = np.array(
+        [
+            sum((W[p] - W[c]) / np.linalg.norm(W[p] - W[c]) for c in range(C) if c != p)
+            for p in range(C)
+        ]
+    )
+    pred = np.argmax(X64 @ W.T + b, axis=1)
+    dist = np.linalg.norm(X64 - X_fit.astype(np.float64).mean(axis=0), axis=1)
+    cancel = np.sum(np.abs(X64 * V[pred]), axis=1) / ((C - 1) * dist)
+    err = np.abs(s32 - expected)
+    assert np.all(err <= 2.0**-21 * np.abs(expected) + 2.0**-23 * cancel)
+    np.testing.assert_allclose(s32, expected, rtol=1e-5)  # the claim, in practice
+    F64 = X_fit.astype(np.float64)
+    assert det.offset_ == pytest.approx(
+        np.percentile(ref_fdbd(F64, F64, W, b), 5), rel=1e-5
+    )
+
+
+@pytest.mark.parametrize("alpha", [0.0, 1e-2])
+def test_nci_float32_blocks_within_the_stated_bound(small_blocks, alpha):
+    X_fit, W, b = _relu_problem(2000)
+    X = np.vstack([_relu_problem(700, seed=1)[0], 1.3 * _relu_problem(300, seed=2)[0]])
+    det = NCI(head=(W, b), norm_weight=alpha).fit(X_fit)
+    s32 = det.score_samples(X)
+    assert s32.dtype == np.float32
+    X64 = X.astype(np.float64)
+    expected = ref_nci(X_fit.astype(np.float64), X64, W, b, alpha)
+    # Stated bound: 2**-21 ||w_pred|| + 2**-23 |s|.
+    w_norm = np.linalg.norm(W[np.argmax(X64 @ W.T + b, axis=1)], axis=1)
+    err = np.abs(s32 - expected)
+    assert np.all(err <= 2.0**-21 * w_norm + 2.0**-23 * np.abs(expected))
+    # A proximity near 0 has no relative accuracy: the bound is on its scale.
+    np.testing.assert_allclose(s32, expected, rtol=1e-5, atol=1e-6 * w_norm.max())
+
+
+def test_float32_rows_near_the_mean_keep_their_precision():
+    # The float32 rounding of the mean (about 2**-24 * 1e4 = 6e-4 here) must
+    # not be added to x - mean: mean is split into two float32 parts.
+    rng = np.random.default_rng(3)
+    W, b = rng.normal(size=(3, 4)), np.zeros(3)
+    X_fit = (1e4 + rng.normal(size=(50, 4))).astype(np.float32)
+    det = NCI(head=(W, b), norm_weight=0.0).fit(X_fit)
+    mu = X_fit.astype(np.float64).mean(axis=0)
+    X = (np.float32(mu) + np.float32(1e-3) * np.sign(rng.normal(size=(20, 4)))).astype(
+        np.float32
+    )
+    expected = ref_nci(X_fit.astype(np.float64), X.astype(np.float64), W, b, 0.0)
+    w_norm = np.linalg.norm(W, axis=1).max()
+    assert np.all(np.abs(det.score_samples(X) - expected) <= 2.0**-20 * w_norm)
+
+
+@pytest.mark.parametrize("cls", [fDBD, NCI])
+def test_float32_block_beyond_float32_after_centring_uses_float64(cls):
+    rng = np.random.default_rng(4)
+    W, b = rng.normal(size=(3, 4)), rng.normal(size=3)
+    X_fit = np.full((10, 4), -3e38, dtype=np.float32)
+    X_fit[:, 1:] = rng.normal(size=(10, 3))
+    X = rng.normal(size=(5, 4)).astype(np.float32)
+    X[0, 0] = 3e38  # x - mean = 6e38: beyond float32
+    kwargs = {"norm_weight": 0.0} if cls is NCI else {}
+    det = cls(head=(W, b), contamination=None, **kwargs).fit(X_fit)
+    s32 = det.score_samples(X)
+    ref = ref_fdbd if cls is fDBD else lambda F, Q, W, b: ref_nci(F, Q, W, b, 0.0)
+    expected = ref(X_fit.astype(np.float64), X.astype(np.float64), W, b)
+    assert np.all(np.isfinite(s32))
+    np.testing.assert_allclose(s32, expected, rtol=1e-5)
+
+
+@pytest.mark.parametrize("cls", [fDBD, NCI])
+@pytest.mark.parametrize("scale", [1e-22, 1e19])
+def test_float32_products_beyond_float32_range_are_exact(cls, scale):
+    # Products of such float32 features underflow or overflow float32: those
+    # rows are redone with float64 products. (At 1e-22 the distances to the
+    # mean are floored at 1e-12, as in float64.)
+    X_fit, W, _ = _relu_problem(500, d=16, c=4)
+    X = _relu_problem(200, d=16, c=4, seed=1)[0]
+    X_fit, X = X_fit * np.float32(scale), X * np.float32(scale)
+    kwargs = {"norm_weight": 0.0} if cls is NCI else {}
+    det = cls(head=(W, np.zeros(4)), contamination=None, **kwargs).fit(X_fit)
+    expected = det.score_samples(X.astype(np.float64))  # the float64 formula
+    atol = 1e-6 * np.abs(expected).max()  # NCI's proximity can cancel to ~0
+    np.testing.assert_allclose(det.score_samples(X), expected, rtol=1e-5, atol=atol)
+    if scale > 1:
+        ref = ref_fdbd if cls is fDBD else lambda F, Q, W, b: ref_nci(F, Q, W, b, 0.0)
+        F64, X64 = X_fit.astype(np.float64), X.astype(np.float64)
+        np.testing.assert_allclose(expected, ref(F64, X64, W, np.zeros(4)), rtol=1e-12)
