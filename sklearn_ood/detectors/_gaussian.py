@@ -330,7 +330,9 @@ class ClassStats:
                 R[lo:hi] -= mean_p[j]
                 if per_class:
                     class_p.append(R[lo:hi].T @ R[lo:hi])
-            within_p = R.T @ R
+            # With per-class scatters, the pooled one is their sum (d^2 adds
+            # per class instead of a second product over the rows).
+            within_p = sum(class_p) if per_class else R.T @ R
             # A buffer's statistics are checked before they are merged.
             if not (np.all(np.isfinite(mean_p)) and np.all(np.isfinite(within_p))):
                 raise _overflow_error()
