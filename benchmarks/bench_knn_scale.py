@@ -30,6 +30,8 @@ exact AUROC is about 0.9, not 1).
     python benchmarks/bench_knn_scale.py             # 1M x 256, 10k queries (minutes)
     python benchmarks/bench_knn_scale.py --quick     # 20k x 64, 1k queries (seconds)
     python benchmarks/bench_knn_scale.py --ivf default --ivf nprobe=16
+    python benchmarks/bench_knn_scale.py --n-bank 200000 --ivf none \
+        --hnsw default --hnsw efConstruction=40,efSearch=128
 """
 
 import os
@@ -50,7 +52,11 @@ import numpy as np  # noqa: E402
 from sklearn.metrics import roc_auc_score  # noqa: E402
 
 from sklearn_ood.detectors import KNN  # noqa: E402
-from sklearn_ood.detectors._knn_search import kneighbors, normalize_rows  # noqa: E402
+from sklearn_ood.detectors._knn_search import (  # noqa: E402
+    _EXTRA_CANDIDATES,
+    kneighbors,
+    normalize_rows,
+)
 
 N_CLUSTERS, N_OOD_CLUSTERS, SUBSPACE, SPREAD, NOISE = 100, 20, 8, 0.5, 0.05
 # OOD clusters: ID clusters moved by OOD_SHIFT * N(0, I).
@@ -128,10 +134,10 @@ def run_one(name, algorithm, params, bank, queries, k, seed):
     if index is not None and algorithm == "faiss-ivf":
         setting = f"nlist={index.nlist_} nprobe={index.nprobe_}"
     elif index is not None:
-        p = {"M": 32, "efConstruction": 40, **(params or {})}
+        # The beam searched for the k + 8 candidates that scoring asks for.
         setting = (
-            f"M={p['M']} efC={p['efConstruction']} "
-            f"efSearch={max(index.ef_search_, k + 9)}"
+            f"M={index.M_} efC={index.ef_construction_} "
+            f"efSearch={index.ef_search(k + _EXTRA_CANDIDATES)}"
         )
     return dict(
         name=name,
@@ -157,9 +163,14 @@ def main(argv=None):
         "--ivf",
         action="append",
         help="IVF setting, e.g. nlist=1000,nprobe=64 (repeat for more rows; "
-        "'default' for the defaults, which run when none is given)",
+        "'default' for the defaults, which run when none is given; 'none' "
+        "for no IVF row)",
     )
-    parser.add_argument("--hnsw", action="append", help="e.g. M=16,efSearch=64")
+    parser.add_argument(
+        "--hnsw",
+        action="append",
+        help="HNSW setting, e.g. M=16,efConstruction=80,efSearch=64 (as --ivf)",
+    )
     args = parser.parse_args(argv)
     bu.limit_threads(int(args.threads))
     n_bank = args.n_bank or (20_000 if args.quick else 1_000_000)
@@ -176,8 +187,14 @@ def main(argv=None):
         file=sys.stderr,
     )
     runs = [("exact", "auto", None)]
-    runs += [("IVF", "faiss-ivf", _params(p)) for p in args.ivf or ["default"]]
-    runs += [("HNSW", "faiss-hnsw", _params(p)) for p in args.hnsw or ["default"]]
+    runs += [
+        ("IVF", "faiss-ivf", _params(p)) for p in args.ivf or ["default"] if p != "none"
+    ]
+    runs += [
+        ("HNSW", "faiss-hnsw", _params(p))
+        for p in args.hnsw or ["default"]
+        if p != "none"
+    ]
     results = []
     for name, algorithm, params in runs:
         print(f"# {name} ...", file=sys.stderr, flush=True)

@@ -140,10 +140,15 @@ class KNN(BaseDetector):
         ones): ``"faiss-ivf"``: ``nlist`` lists (default
         ``round(sqrt(n_fit))``), ``nprobe`` of them searched (default
         ``max(8, nlist // 64)``); ``"faiss-hnsw"``: ``M`` links per row
-        (default 32), ``efConstruction`` (default 40), ``efSearch`` (default
-        128; at least the number of candidates, ``n_neighbors + 9``).
-        More lists probed or a larger ``efSearch`` raise recall and cost
-        time.
+        (default 32), ``efConstruction`` (default 160), ``efSearch``
+        (default ``max(256, 2 * c)``; never below ``c``), where ``c`` is the
+        number of candidates searched, ``n_neighbors + 8``
+        (``n_neighbors + 9`` for the leave-one-out fit scores). More lists
+        probed or a larger ``efSearch`` raise recall and cost time; a
+        larger ``efConstruction`` raises recall and costs build time. On
+        500k clustered rows (``benchmarks/bench_knn_scale.py``, k = 50) the
+        HNSW defaults reach recall@50 = 0.9992 (AUROC -0.0002 against exact
+        search).
     random_state : int, RandomState instance or None, default=None
         Seeds the training of the ``"faiss-ivf"`` lists (their k-means and
         its sample of fit rows); unused by the other algorithms.
