@@ -536,6 +536,24 @@ def test_fdbd_float32_blocks_within_the_stated_bound(small_blocks):
     )
 
 
+def test_she_float32_blocks_within_the_stated_bound(small_blocks):
+    X_fit, W, b = _relu_problem(2000)
+    X = np.vstack([_relu_problem(700, seed=1)[0], 1e3 * _relu_problem(300, seed=2)[0]])
+    det = SHE(head=(W, b)).fit(X_fit)
+    s32 = det.score_samples(X)
+    assert s32.dtype == np.float32
+    X64 = X.astype(np.float64)
+    expected = ref_she(X_fit.astype(np.float64), None, X64, W, b)
+    pred = np.argmax(X64 @ W.T + b, axis=1)
+    # Stated bound: 2**-22 sum_j |x_j S_j| + 2**-24 |s|.
+    spread = np.sum(np.abs(X64 * det.patterns_[pred]), axis=1)
+    err = np.abs(s32.astype(np.float64) - expected)
+    assert np.all(err <= 2.0**-22 * spread + 2.0**-24 * np.abs(expected))
+    np.testing.assert_allclose(s32, expected, rtol=1e-6)
+    # float64 input keeps the float64 formula.
+    np.testing.assert_allclose(det.score_samples(X64), expected, rtol=1e-12)
+
+
 @pytest.mark.parametrize("alpha", [0.0, 1e-2])
 def test_nci_float32_blocks_within_the_stated_bound(small_blocks, alpha):
     X_fit, W, b = _relu_problem(2000)
