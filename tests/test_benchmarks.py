@@ -9,52 +9,39 @@ import pytest
 BENCHMARKS = pathlib.Path(__file__).parents[1] / "benchmarks"
 
 
-def test_bench_detectors_quick_smoke():
-    pytest.importorskip("pytorch_ood")
+def _run(script, *args, timeout=300):
+    """stdout of ``python benchmarks/<script> <args>``, which must succeed."""
     result = subprocess.run(
-        [
-            sys.executable,
-            str(BENCHMARKS / "bench_detectors.py"),
-            "--quick",
-            "--cases",
-            "a",
-            "--only",
-            "Energy,Mahalanobis",
-            "--repeats",
-            "1",
-        ],
+        [sys.executable, str(BENCHMARKS / script), *args],
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=timeout,
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "Energy" in result.stdout and "Mahalanobis" in result.stdout
+    return result.stdout
+
+
+def test_bench_detectors_quick_smoke():
+    pytest.importorskip("pytorch_ood")
+    stdout = _run(
+        "bench_detectors.py",
+        *("--quick", "--cases", "a", "--only", "Energy,Mahalanobis", "--repeats", "1"),
+    )
+    assert "Energy" in stdout and "Mahalanobis" in stdout
 
 
 def test_bench_training_quick_smoke():
     pytest.importorskip("skorch")
-    result = subprocess.run(
-        [sys.executable, str(BENCHMARKS / "bench_training.py"), "--quick"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
+    stdout = _run("bench_training.py", "--quick", timeout=120)
     for text in ("UM+Energy", "UMAP", "MSP score", "ratio ours / bare"):
-        assert text in result.stdout
+        assert text in stdout
 
 
 def test_bench_evaluation_quick_smoke():
     pytest.importorskip("torch")
     pytest.importorskip("pandas")
-    result = subprocess.run(
-        [sys.executable, str(BENCHMARKS / "bench_evaluation.py"), "--quick"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    lines = result.stdout.splitlines()
+    stdout = _run("bench_evaluation.py", "--quick")
+    lines = stdout.splitlines()
     header = next(i for i, line in enumerate(lines) if line.startswith("n detectors"))
     rows = [line.split() for line in lines[header + 2 : header + 4]]
     # One model pass per input set with evaluate, one per detector without
@@ -66,14 +53,8 @@ def test_bench_evaluation_quick_smoke():
 
 def test_bench_knn_scale_quick_smoke():
     pytest.importorskip("faiss")
-    result = subprocess.run(
-        [sys.executable, str(BENCHMARKS / "bench_knn_scale.py"), "--quick"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    lines = result.stdout.splitlines()
+    stdout = _run("bench_knn_scale.py", "--quick")
+    lines = stdout.splitlines()
     rows = {line.split()[0]: line.split() for line in lines[3:6]}
     assert set(rows) == {"exact", "IVF", "HNSW"}
     # Columns from the end: recall@k, max |score diff|, AUROC, dAUROC.
@@ -85,43 +66,17 @@ def test_bench_knn_scale_quick_smoke():
 def test_bench_distributed_quick_smoke():
     pytest.importorskip("dask")
     pytest.importorskip("distributed")
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(BENCHMARKS / "bench_distributed.py"),
-            "--quick",
-            "--only",
-            "Mahalanobis,KNN",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
+    stdout = _run("bench_distributed.py", "--quick", "--only", "Mahalanobis,KNN")
     for text in ("Mahalanobis", "KNN", "max worker peak MiB"):
-        assert text in result.stdout
+        assert text in stdout
 
 
 def test_bench_gram_quick_smoke():
     pytest.importorskip("pytorch_ood")
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(BENCHMARKS / "bench_gram.py"),
-            "--quick",
-            "--repeats",
-            "1",
-            "--n-fit",
-            "300",
-            "--n-score",
-            "200",
-            "--powers",
-            "3",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
+    stdout = _run(
+        "bench_gram.py",
+        *("--quick", "--repeats", "1", "--n-fit", "300", "--n-score", "200"),
+        *("--powers", "3"),
     )
-    assert result.returncode == 0, result.stderr[-2000:]
     for text in ("ours", "theirs", "fit ratio", "rho"):
-        assert text in result.stdout
+        assert text in stdout
