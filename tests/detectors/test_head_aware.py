@@ -508,14 +508,20 @@ def small_blocks(monkeypatch):
     monkeypatch.setattr(_head, "_BLOCK_ROWS", 300)
 
 
-def test_fdbd_float32_blocks_within_the_stated_bound(small_blocks):
+def _float32_scores(make, far=1.3):
+    """A detector ``make(head)`` fitted on float32 rows, its float32 scores
+    of fresh rows (30 % of them scaled by ``far``), and the float64 data."""
     X_fit, W, b = _relu_problem(2000)
-    X = np.vstack([_relu_problem(700, seed=1)[0], 1.3 * _relu_problem(300, seed=2)[0]])
-    det = fDBD(head=(W, b)).fit(X_fit)
+    X = np.vstack([_relu_problem(700, seed=1)[0], far * _relu_problem(300, seed=2)[0]])
+    det = make((W, b)).fit(X_fit)
     s32 = det.score_samples(X)
     assert s32.dtype == np.float32
-    X64 = X.astype(np.float64)
-    expected = ref_fdbd(X_fit.astype(np.float64), X64, W, b)
+    return det, s32, X_fit.astype(np.float64), X.astype(np.float64), W, b
+
+
+def test_fdbd_float32_blocks_within_the_stated_bound(small_blocks):
+    det, s32, F64, X64, W, b = _float32_scores(lambda head: fDBD(head=head))
+    expected = ref_fdbd(F64, X64, W, b)
     # Stated bound: 2**-21 |s| + 2**-23 sum_j |x_j v_j| / ((C - 1) ||x - mu||).
     C = len(W)
     V = np.array(
@@ -525,25 +531,19 @@ def test_fdbd_float32_blocks_within_the_stated_bound(small_blocks):
         ]
     )
     pred = np.argmax(X64 @ W.T + b, axis=1)
-    dist = np.linalg.norm(X64 - X_fit.astype(np.float64).mean(axis=0), axis=1)
+    dist = np.linalg.norm(X64 - F64.mean(axis=0), axis=1)
     cancel = np.sum(np.abs(X64 * V[pred]), axis=1) / ((C - 1) * dist)
     err = np.abs(s32 - expected)
     assert np.all(err <= 2.0**-21 * np.abs(expected) + 2.0**-23 * cancel)
     np.testing.assert_allclose(s32, expected, rtol=1e-5)  # the claim, in practice
-    F64 = X_fit.astype(np.float64)
     assert det.offset_ == pytest.approx(
         np.percentile(ref_fdbd(F64, F64, W, b), 5), rel=1e-5
     )
 
 
 def test_she_float32_blocks_within_the_stated_bound(small_blocks):
-    X_fit, W, b = _relu_problem(2000)
-    X = np.vstack([_relu_problem(700, seed=1)[0], 1e3 * _relu_problem(300, seed=2)[0]])
-    det = SHE(head=(W, b)).fit(X_fit)
-    s32 = det.score_samples(X)
-    assert s32.dtype == np.float32
-    X64 = X.astype(np.float64)
-    expected = ref_she(X_fit.astype(np.float64), None, X64, W, b)
+    det, s32, F64, X64, W, b = _float32_scores(lambda head: SHE(head=head), far=1e3)
+    expected = ref_she(F64, None, X64, W, b)
     pred = np.argmax(X64 @ W.T + b, axis=1)
     # Stated bound: 2**-22 sum_j |x_j S_j| + 2**-24 |s|.
     spread = np.sum(np.abs(X64 * det.patterns_[pred]), axis=1)
@@ -556,13 +556,10 @@ def test_she_float32_blocks_within_the_stated_bound(small_blocks):
 
 @pytest.mark.parametrize("alpha", [0.0, 1e-2])
 def test_nci_float32_blocks_within_the_stated_bound(small_blocks, alpha):
-    X_fit, W, b = _relu_problem(2000)
-    X = np.vstack([_relu_problem(700, seed=1)[0], 1.3 * _relu_problem(300, seed=2)[0]])
-    det = NCI(head=(W, b), norm_weight=alpha).fit(X_fit)
-    s32 = det.score_samples(X)
-    assert s32.dtype == np.float32
-    X64 = X.astype(np.float64)
-    expected = ref_nci(X_fit.astype(np.float64), X64, W, b, alpha)
+    _, s32, F64, X64, W, b = _float32_scores(
+        lambda head: NCI(head=head, norm_weight=alpha)
+    )
+    expected = ref_nci(F64, X64, W, b, alpha)
     # Stated bound: 2**-21 ||w_pred|| + 2**-23 |s|.
     w_norm = np.linalg.norm(W[np.argmax(X64 @ W.T + b, axis=1)], axis=1)
     err = np.abs(s32 - expected)
