@@ -12,7 +12,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils._param_validation import StrOptions
 
 from sklearn_ood.base import BaseDetector, PartialFitMixin
-from sklearn_ood.detectors._softmax import log_softmax64, softmax64
+from sklearn_ood.detectors._softmax import log_softmax64, shifted_exp64, softmax64
 from sklearn_ood.utils._grouping import group_sums
 from sklearn_ood.utils._validation import check_logit_labels, check_n_classes
 from sklearn_ood.utils._warnings import warn
@@ -344,7 +344,7 @@ class KLMatching(PartialFitMixin, BaseDetector):
         scores = np.empty(X.shape[0])
         for start in range(0, X.shape[0], _BLOCK_ROWS):
             rows = slice(start, start + _BLOCK_ROWS)
-            z, e = _shifted_exp(X[rows])
+            z, e = shifted_exp64(X[rows])
             s = e.sum(axis=1)
             neg_entropy_s = np.einsum("ij,ij->i", e, z)
             cross = e @ neg_log_d
@@ -356,21 +356,3 @@ class KLMatching(PartialFitMixin, BaseDetector):
                 best[has] = cross[has, idx[has]]
             scores[rows] = np.log(s) - (neg_entropy_s + best) / s
         return scores
-
-
-def _shifted_exp(logits):
-    """``z = l - max(l)`` and ``exp(z)`` per row, as float64 arrays.
-
-    float32 logits are shifted and exponentiated in float32 (a third of the
-    cost of the float64 ``exp``), then widened; float64 logits, and float32
-    blocks whose shift overflows, in float64.
-    """
-    if logits.dtype == np.float32:
-        with np.errstate(over="ignore"):
-            z32 = logits - logits.max(axis=1, keepdims=True)
-        if np.all(np.isfinite(z32)):
-            with np.errstate(under="ignore"):
-                return z32.astype(np.float64), np.exp(z32).astype(np.float64)
-    z = np.array(logits, dtype=np.float64)
-    z -= z.max(axis=1, keepdims=True)
-    return z, np.exp(z)

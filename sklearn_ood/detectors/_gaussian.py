@@ -147,12 +147,6 @@ def check_scores(scores, dtype, owner, what="squared Mahalanobis distance"):
     )
 
 
-def _pairwise_means(n_a, mean_a, n_b, mean_b):
-    """Means of the union of two row sets per class (Chan et al.):
-    ``mu_a + (mu_b - mu_a) n_b / (n_a + n_b)``, exact when ``n_a = 0``."""
-    return mean_a + (mean_b - mean_a) * (n_b / (n_a + n_b))[:, None]
-
-
 class ClassStats:
     """Float64 per-class counts, means and scatter matrices of a stream.
 
@@ -381,7 +375,7 @@ class ClassStats:
         if not np.all(np.isfinite(within)):
             raise _overflow_error()
         self.within = within
-        self.means[present] = _pairwise_means(n_a, self.means[present], n_b, mean_b)
+        self.means[present] += delta * (n_b / n)[:, None]
         self.counts[present] = n
         if class_b is not None:
             for j, k in enumerate(present):

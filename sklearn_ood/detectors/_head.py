@@ -2,6 +2,8 @@
 
 import numpy as np
 
+from sklearn_ood.utils._validation import float32_path
+
 __all__ = ["check_head", "head_logits", "head_with_classes"]
 
 
@@ -35,8 +37,7 @@ def head_logits_fast(X, W, b):
     blocks whose products overflow, so the arg-max is always the float64
     one.
     """
-    big = np.finfo(np.float32).max
-    if X.dtype != np.float32 or not np.all(np.abs(W) <= big):
+    if not float32_path(X, W):
         return head_logits(X, W, b)
     W32 = W.astype(np.float32).T
     unit = (X.shape[1] + 2) * 2.0**-24 * 1.01

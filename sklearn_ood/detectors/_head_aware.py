@@ -18,7 +18,7 @@ from sklearn_ood.detectors._head import (
     head_with_classes,
 )
 from sklearn_ood.utils._grouping import group_sums
-from sklearn_ood.utils._validation import check_score_range
+from sklearn_ood.utils._validation import check_score_range, float32_path
 from sklearn_ood.utils._warnings import warn
 
 __all__ = ["NCI", "SHE", "fDBD"]
@@ -58,13 +58,6 @@ def _floored_norm(Z):
         peaks = np.abs(Z[huge]).max(axis=1)
         norms[huge] = peaks * np.linalg.norm(Z[huge] / peaks[:, None], axis=1)
     return np.maximum(norms, _MIN_NORM)
-
-
-def _as_float32(A):
-    """float32 copy of a float64 array, or None where it leaves the float32 range."""
-    if not np.all(np.abs(A) <= np.finfo(np.float32).max):
-        return None
-    return A.astype(np.float32)
 
 
 def _split_float32(a):
@@ -262,13 +255,13 @@ class SHE(PartialFitMixin, BaseDetector):
     def _score(self, X):
         dtype = X.dtype
         pred = head_logits_fast(X, self.coef_, self.intercept_).argmax(axis=1)
-        P32 = _as_float32(self.patterns_) if dtype == np.float32 else None
-        if P32 is None:
+        if not float32_path(X, self.patterns_):
             X = np.asarray(X, dtype=np.float64)
             with np.errstate(over="ignore", invalid="ignore"):
                 scores = np.einsum("ij,ij->i", X, self.patterns_[pred])
             return check_score_range(scores, dtype, "SHE")
         # float32 blocks, without a float64 copy of X (_row_dots64).
+        P32 = self.patterns_.astype(np.float32)
         scores = np.empty(X.shape[0])
         for start in range(0, X.shape[0], _BLOCK_ROWS):
             rows = slice(start, start + _BLOCK_ROWS)
@@ -558,12 +551,12 @@ class NCI(_TrainMeanDetector):
         dtype = X.dtype
         with np.errstate(over="ignore", invalid="ignore"):
             pred = head_logits_fast(X, self.coef_, self.intercept_).argmax(axis=1)
-        W32 = _as_float32(self.coef_) if dtype == np.float32 else None
-        if W32 is None:
+        if not float32_path(X, self.coef_):
             scores = self._score_float64(X, pred)
         else:
             # float32 blocks, without a float64 copy of X; products in
             # float32, summed in float64 (_row_dots64).
+            W32 = self.coef_.astype(np.float32)
             scores = np.empty(X.shape[0])
             for rows, Z in _centred_blocks(X, self.mean_):
                 if Z is None:  # x - mean beyond float32: this block in float64

@@ -13,6 +13,7 @@ __all__ = [
     "logsumexp64",
     "max_softmax64",
     "neg_entropy64",
+    "shifted_exp64",
     "softmax64",
 ]
 
@@ -25,6 +26,23 @@ def _shifted(logits, temperature):
     row_max = scaled.max(axis=1, keepdims=True)
     scaled -= row_max
     return scaled, row_max[:, 0]
+
+
+def shifted_exp64(logits):
+    """``z = l - max(l)`` and ``exp(z)`` per row, as float64 arrays.
+
+    float32 logits are shifted and exponentiated in float32 (a third of the
+    cost of the float64 ``exp``), then widened; float64 logits, and float32
+    blocks whose shift overflows, in float64.
+    """
+    if logits.dtype == np.float32:
+        with np.errstate(over="ignore"):
+            z32 = logits - logits.max(axis=1, keepdims=True)
+        if np.all(np.isfinite(z32)):
+            with np.errstate(under="ignore"):
+                return z32.astype(np.float64), np.exp(z32).astype(np.float64)
+    shifted, _ = _shifted(logits, 1.0)
+    return shifted, np.exp(shifted)
 
 
 def logsumexp64(logits, temperature=1.0, weights=None):

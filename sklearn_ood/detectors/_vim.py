@@ -13,6 +13,7 @@ from sklearn.utils._param_validation import Interval
 from sklearn_ood.base import BaseDetector, PartialFitMixin
 from sklearn_ood.detectors._head import check_head, head_logits
 from sklearn_ood.detectors._softmax import logsumexp64
+from sklearn_ood.utils._validation import float32_path
 from sklearn_ood.utils._warnings import warn
 
 __all__ = ["Residual", "ViM", "vim_default_n_components"]
@@ -75,14 +76,6 @@ def _row_blocks(n_rows):
     )
 
 
-def _float32_ok(X, *arrays):
-    """Whether the float32 block path applies: float32 data, float32 operands."""
-    if X.dtype != np.float32:
-        return False
-    big = np.finfo(np.float32).max
-    return all(np.all(np.abs(a) <= big) for a in arrays)
-
-
 def _centred_gram(X, origin):
     """``(X - origin).T @ (X - origin)`` in float64.
 
@@ -90,7 +83,7 @@ def _centred_gram(X, origin):
     (relative error of each entry about ``1e-6`` of the product of the row
     norms, see :class:`ViM`); float64 ``X``: float64 throughout.
     """
-    if not _float32_ok(X, origin):
+    if not float32_path(X, origin):
         Z = np.subtract(X, origin, dtype=np.float64)
         with np.errstate(over="ignore", invalid="ignore"):
             return Z.T @ Z
@@ -109,7 +102,7 @@ def _centred_gram(X, origin):
 
 def _logits(X, W, b):
     """Float64 logits ``X @ W.T + b``; float32 ``X`` in float32 row blocks."""
-    if not _float32_ok(X, W):
+    if not float32_path(X, W):
         return head_logits(X, W, b)
     W32 = W.astype(np.float32).T
     logits = np.empty((X.shape[0], W.shape[0]))
@@ -217,7 +210,7 @@ class _PrincipalResidual(PartialFitMixin, BaseDetector):
     def _residual(self, X):
         """``||(x - o) projected off the principal subspace||`` of each row."""
         R = self.residual_components_
-        if not _float32_ok(X, self.origin_, R):
+        if not float32_path(X, self.origin_, R):
             centred = np.subtract(X, self.origin_, dtype=np.float64)
             with np.errstate(over="ignore", invalid="ignore"):
                 return _row_norms(centred @ R.T)

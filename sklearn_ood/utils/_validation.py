@@ -1,4 +1,5 @@
-"""Checks of logits, of labels that index logit columns, and of score ranges."""
+"""Checks of logits, of labels that index logit columns, of score ranges, and
+of the operands of float32 products."""
 
 import numpy as np
 
@@ -55,3 +56,13 @@ def check_score_range(scores, dtype, name, what="score"):
         f"{name} cannot score {rows.size} row(s) (the first is row {rows[0]}): "
         f"their {what} is {detail}."
     )
+
+
+def float32_path(X, *arrays):
+    """Whether float32 ``X`` can be multiplied in float32 by ``arrays``: ``X``
+    is float32 and every entry of ``arrays`` lies in the float32 range (their
+    float32 copies are finite)."""
+    if X.dtype != np.float32:
+        return False
+    big = np.finfo(np.float32).max
+    return all(np.all(np.abs(a) <= big) for a in arrays)
