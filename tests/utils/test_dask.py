@@ -265,7 +265,7 @@ def test_validation_errors_are_those_of_an_in_memory_fit(client):
     X, y, X_d, y_d = _dask_data()
     X_nan = X.copy()
     X_nan[800, 2] = np.nan  # in the last block
-    for det in (Mahalanobis(), KNN(n_neighbors=3)):
+    for det in (Mahalanobis(), KNN(n_neighbors=3), Energy()):
         with pytest.raises(ValueError, match="Input X contains NaN"):
             det.fit(da.from_array(X_nan, chunks=250), y_d)
         with pytest.raises(ValueError, match="marks every row as out-of-distribution"):
